@@ -1,0 +1,66 @@
+"""A SignalBatch: what one request or file chunk became, as Arrow tables keyed by store table.
+
+It is the only unit that travels between receivers, the write-ahead log and the store, and it
+serialises to the Arrow IPC stream format so that a decode process, the log and the writer
+all share one byte layout without re-encoding.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from stethoscope.model.schema import TABLES
+
+_TABLE_CODES = {name: code for code, name in enumerate(sorted(TABLES))}
+_TABLE_NAMES = {code: name for name, code in _TABLE_CODES.items()}
+_PART_HEADER = struct.Struct("<BI")
+
+
+@dataclass
+class SignalBatch:
+    """Decoded signals of one request, with what was accepted and rejected."""
+
+    signal: str  # "traces" | "logs" | "metrics"
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+    accepted: int = 0
+    rejected: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the batch's columns."""
+        return sum(table.nbytes for table in self.tables.values())
+
+    def rows(self, table: str) -> int:
+        """Rows in one of the batch's tables (0 when absent)."""
+        found = self.tables.get(table)
+        return found.num_rows if found is not None else 0
+
+    def to_bytes(self) -> bytes:
+        """The batch's tables as length-prefixed Arrow IPC streams."""
+        parts = []
+        for name, table in self.tables.items():
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+            payload = sink.getvalue()
+            parts.append(_PART_HEADER.pack(_TABLE_CODES[name], payload.size))
+            parts.append(payload.to_pybytes())
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, signal: str, data: bytes, *, accepted: int = 0) -> SignalBatch:
+        """Rebuild a batch written by `to_bytes` (zero-copy over `data`)."""
+        tables: dict[str, pa.Table] = {}
+        view = memoryview(data)
+        pos = 0
+        while pos < len(view):
+            code, size = _PART_HEADER.unpack_from(view, pos)
+            pos += _PART_HEADER.size
+            reader = pa.ipc.open_stream(pa.py_buffer(view[pos : pos + size]))
+            tables[_TABLE_NAMES[code]] = reader.read_all()
+            pos += size
+        return cls(signal=signal, tables=tables, accepted=accepted)

@@ -1,0 +1,1 @@
+"""OTLP receivers: HTTP and gRPC, protobuf and JSON, decoded once into SignalBatches."""

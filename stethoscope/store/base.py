@@ -1,0 +1,87 @@
+"""The Store protocol that analysis, the API and the CLI code against, and its query types.
+
+Results are plain JSON-ready dicts (ids as hex, times as int nanoseconds) so that the same
+shapes come back whether the CLI asks a running server's API or opens the store itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from stethoscope.model.batch import SignalBatch
+
+
+@dataclass(frozen=True, kw_only=True)
+class Window:
+    """A time range in ns since the epoch; None means unbounded on that side."""
+
+    since_ns: int | None = None
+    until_ns: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TraceQuery:
+    """Filters for `traces`: every given filter must match some span of the trace."""
+
+    window: Window = field(default_factory=Window)
+    service: str | None = None
+    operation: str | None = None
+    errors_only: bool = False
+    min_duration_ns: int | None = None
+    attributes: tuple[tuple[str, str], ...] = ()
+    limit: int = 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogQuery:
+    """Filters for `logs`: text is a case-insensitive substring of the body."""
+
+    window: Window = field(default_factory=Window)
+    text: str | None = None
+    service: str | None = None
+    min_severity: int | None = None
+    trace_id: str | None = None
+    limit: int = 1000
+    newest_first: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricQuery:
+    """Filters for `metrics`: without a name, list metrics; with one, its series."""
+
+    window: Window = field(default_factory=Window)
+    name: str | None = None
+    service: str | None = None
+    points_per_series: int = 10
+
+
+class Store(Protocol):
+    """What every store offers: batched writes from one writer, and reads from anyone."""
+
+    def write(self, batches: list[SignalBatch], *, applied_seq: int | None = None) -> None:
+        """Commit the batches atomically, with the WAL position they bring the store to."""
+
+    def applied_seq(self) -> int:
+        """The last WAL sequence number whose data is committed (0 when none)."""
+
+    def prune(self, *, older_than_ns: int) -> int:
+        """Delete live (not imported) data older than the cutoff; returns rows deleted."""
+
+    def services(self, window: Window) -> list[dict[str, Any]]:
+        """Every service seen in the window with instances, counts and error counts."""
+
+    def traces(self, query: TraceQuery) -> list[dict[str, Any]]:
+        """Matching traces, newest first, summarised."""
+
+    def trace(self, trace_id: str) -> dict[str, Any] | None:
+        """Every span of one trace and its log records, or None when unknown."""
+
+    def logs(self, query: LogQuery) -> list[dict[str, Any]]:
+        """Matching log records, oldest first unless asked otherwise."""
+
+    def metrics(self, query: MetricQuery) -> dict[str, Any]:
+        """Metric names with type, unit and series count; or one metric's series and values."""
+
+    def close(self) -> None:
+        """Flush and release the store."""
