@@ -1,0 +1,49 @@
+"""The `steth` command: one module per command group, each thin."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+
+from stethoscope import __version__
+from stethoscope.cli import importing, query, up
+from stethoscope.errors import DataError, UsageError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="steth", description="Find what broke in a distributed system, where, and why."
+    )
+    parser.add_argument("--version", action="version", version=f"steth {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    up.register(subparsers)
+    query.register(subparsers)
+    importing.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; exit 2 on usage errors, 1 on data errors."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    errors = Console(stderr=True, highlight=False)
+    try:
+        return int(args.handler(args))
+    except UsageError as error:
+        errors.print(f"steth {args.command}: {error}", markup=False)
+        return 2
+    except DataError as error:
+        errors.print(f"steth {args.command}: {error}", markup=False)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

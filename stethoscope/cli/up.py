@@ -1,0 +1,55 @@
+"""`steth up`: start the collector."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from stethoscope.cli import common
+from stethoscope.model.timeutil import parse_duration_ns
+from stethoscope.server.pipeline import PipelineConfig
+from stethoscope.server.runner import ServerConfig, run_server
+from stethoscope.sources.otlp.receiver import ReceiverLimits, Secret
+
+
+def register(subparsers: Any) -> None:
+    """Add `up` to the CLI."""
+    parser = subparsers.add_parser("up", help="run the collector (OTLP in, store, query API)")
+    common.add_data_args(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    parser.add_argument("--grpc-port", type=int, default=4317)
+    parser.add_argument("--http-port", type=int, default=4318)
+    parser.add_argument("--ui-port", type=int, default=4320, help="query API (and web UI) port")
+    parser.add_argument(
+        "--retention", default="7d", help="prune live data older than this (7d; 'off' keeps all)"
+    )
+    parser.add_argument(
+        "--max-body", default="20", type=int, help="largest request body in MiB, decompressed (20)"
+    )
+    parser.add_argument(
+        "--max-pending",
+        default=256,
+        type=int,
+        help="MiB of acknowledged data waiting for the store before intake pauses (256)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    secret = common.token(args)
+    config = ServerConfig(
+        data_dir=common.data_dir(args),
+        host=args.host,
+        grpc_port=args.grpc_port,
+        http_port=args.http_port,
+        ui_port=args.ui_port,
+        token=Secret(secret) if secret else None,
+        limits=ReceiverLimits(max_body_bytes=args.max_body * 1024 * 1024),
+        pipeline=PipelineConfig(
+            max_pending_bytes=args.max_pending * 1024 * 1024,
+            retention_ns=None if args.retention == "off" else parse_duration_ns(args.retention),
+        ),
+    )
+    os.makedirs(config.data_dir, exist_ok=True)
+    return run_server(config)

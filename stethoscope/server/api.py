@@ -1,0 +1,114 @@
+"""The query HTTP API (port 4320): the same answers the CLI computes from a store, as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from stethoscope.errors import IngestError, Overloaded, StethError, UsageError
+from stethoscope.server.pipeline import IngestPipeline
+from stethoscope.server.queryparams import (
+    log_query_from,
+    metric_query_from,
+    trace_query_from,
+    window_from,
+)
+from stethoscope.sources.otlp.codec import SIGNALS
+from stethoscope.sources.otlp.http import check_auth, healthz, read_body
+from stethoscope.sources.otlp.receiver import ReceiverLimits, Secret, ingest
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _guarded(token: Secret | None, answer: Callable[[Request], Any]) -> Handler:
+    """A handler that checks auth, runs `answer` off the event loop, and maps errors."""
+
+    async def handler(request: Request) -> Response:
+        try:
+            check_auth(request, token)
+            result = await run_in_threadpool(answer, request)
+        except IngestError as error:
+            return JSONResponse({"error": str(error)}, status_code=error.status)
+        except UsageError as error:
+            return JSONResponse({"error": str(error)}, status_code=400)
+        except StethError as error:
+            return JSONResponse({"error": str(error)}, status_code=500)
+        if result is None:
+            return JSONResponse({"error": "not found"}, status_code=404)
+        return JSONResponse(result)
+
+    return handler
+
+
+def api_routes(pipeline: IngestPipeline, limits: ReceiverLimits, token: Secret | None) -> list[Route]:
+    """The /api routes over the pipeline's store."""
+    store = pipeline.store
+
+    def services(request: Request) -> Any:
+        return {"services": store.services(window_from(request.query_params))}
+
+    def traces(request: Request) -> Any:
+        query = trace_query_from(request.query_params, request.query_params.getlist("attr"))
+        return {"traces": store.traces(query)}
+
+    def trace(request: Request) -> Any:
+        return store.trace(request.path_params["trace_id"])
+
+    def logs(request: Request) -> Any:
+        return {"logs": store.logs(log_query_from(request.query_params))}
+
+    def metrics(request: Request) -> Any:
+        return store.metrics(metric_query_from(request.query_params))
+
+    def stats(request: Request) -> Any:
+        return dataclasses.asdict(pipeline.stats)
+
+    async def import_endpoint(request: Request) -> Response:
+        signal = request.path_params["signal"]
+        content_type = request.headers.get("content-type", "application/json")
+        try:
+            check_auth(request, token)
+            if signal not in SIGNALS:
+                raise UsageError(f"unknown signal {signal!r} (one of: {', '.join(SIGNALS)})")
+            body = await read_body(request, limits.max_body_bytes)
+            batch = await run_in_threadpool(
+                ingest,
+                pipeline.submit,
+                signal,
+                body,
+                content_type=content_type,
+                content_encoding=request.headers.get("content-encoding", ""),
+                max_body_bytes=limits.max_body_bytes,
+                imported=True,
+            )
+        except IngestError as error:
+            headers = {"Retry-After": str(error.retry_after)} if isinstance(error, Overloaded) else {}
+            return JSONResponse({"error": str(error)}, status_code=error.status, headers=headers)
+        except UsageError as error:
+            return JSONResponse({"error": str(error)}, status_code=404)
+        return JSONResponse(
+            {"accepted": batch.accepted, "rejected": batch.rejected, "reasons": batch.reasons}
+        )
+
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/api/services", _guarded(token, services)),
+        Route("/api/traces", _guarded(token, traces)),
+        Route("/api/traces/{trace_id}", _guarded(token, trace)),
+        Route("/api/logs", _guarded(token, logs)),
+        Route("/api/metrics", _guarded(token, metrics)),
+        Route("/api/stats", _guarded(token, stats)),
+        Route("/api/import/{signal}", import_endpoint, methods=["POST"]),
+    ]
+
+
+def api_app(pipeline: IngestPipeline, limits: ReceiverLimits, token: Secret | None) -> Starlette:
+    """The ASGI app served on the API port (4320)."""
+    return Starlette(routes=api_routes(pipeline, limits, token))

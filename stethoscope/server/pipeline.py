@@ -1,0 +1,165 @@
+"""The ingest pipeline: admission, the write-ahead log, and the one writer that owns the store.
+
+    receiver ──submit()──► admission (bytes bound) ──► WAL (fsync) ──► writer queue ──► store
+                                    │                        │
+                                 Overloaded              acknowledged here
+
+Memory is bounded by `max_pending_bytes`: a batch is admitted only if the batches not yet in the
+store leave room for it; otherwise the receiver answers "retry later".
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from stethoscope.errors import Overloaded
+from stethoscope.model.batch import SignalBatch
+from stethoscope.model.timeutil import now_ns
+from stethoscope.store.duckdb.store import DuckDBStore
+from stethoscope.store.wal import WalConfig, WriteAheadLog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineConfig:
+    """Bounds and cadence of the writer; every limit is a named setting."""
+
+    max_pending_bytes: int = 256 * 1024 * 1024
+    batch_rows: int = 200_000
+    flush_interval_s: float = 0.5
+    retention_ns: int | None = 7 * 86400 * 1_000_000_000
+    prune_interval_s: float = 60.0
+
+    def validate(self) -> None:
+        if self.max_pending_bytes < 1024 * 1024:
+            raise ValueError("max_pending_bytes must be at least 1 MiB")
+        if self.batch_rows < 1:
+            raise ValueError("batch_rows must be at least 1")
+
+
+@dataclass
+class PipelineStats:
+    """Counters an operator (and the overload test) can read from /api/stats."""
+
+    accepted: int = 0
+    rejected: int = 0
+    refused_overload: int = 0
+    written_batches: int = 0
+    replayed_batches: int = 0
+    pruned_rows: int = 0
+    pending_bytes: int = 0
+
+
+class IngestPipeline:
+    """Takes SignalBatches from receivers; acknowledges once durable; writes them in batches."""
+
+    def __init__(self, store: DuckDBStore, wal_config: WalConfig, config: PipelineConfig):
+        config.validate()
+        self.config = config
+        self.store = store
+        self.stats = PipelineStats()
+        self._queue: deque[tuple[int, SignalBatch]] = deque()
+        self._cond = threading.Condition()
+        self._pending_bytes = 0
+        self._stopping = False
+        self._wal = WriteAheadLog(wal_config, self._enqueue)
+        self._writer = threading.Thread(target=self._run, name="steth-writer", daemon=True)
+        self._last_prune = 0.0
+
+    def start(self) -> None:
+        """Replay what the log holds beyond the store, then start accepting."""
+        replay: list[tuple[int, SignalBatch]] = []
+        for seq, batch in self._wal.recover(self.store.applied_seq()):
+            replay.append((seq, batch))
+            if sum(b.rows(t) for _, b in replay for t in b.tables) >= self.config.batch_rows:
+                self._write(replay)
+                replay = []
+        if replay:
+            self._write(replay)
+        self.stats.replayed_batches = self.stats.written_batches
+        self._wal.start()
+        self._writer.start()
+
+    def submit(self, batch: SignalBatch) -> None:
+        """Make the batch durable; returns when it may be acknowledged, else Overloaded."""
+        size = batch.nbytes
+        with self._cond:
+            if self._stopping:
+                raise Overloaded("collector is shutting down", retry_after=5)
+            if self._pending_bytes + size > self.config.max_pending_bytes and self._pending_bytes:
+                self.stats.refused_overload += 1
+                raise Overloaded("collector is busy writing; retry later", retry_after=1)
+            self._pending_bytes += size
+            self.stats.pending_bytes = self._pending_bytes
+        try:
+            self._wal.append(batch)
+        except BaseException:
+            self._release(size)
+            raise
+        with self._cond:
+            self.stats.accepted += batch.accepted
+            self.stats.rejected += batch.rejected
+
+    def close(self) -> None:
+        """Stop accepting, write everything queued, and close the log and the store."""
+        with self._cond:
+            self._stopping = True
+        self._wal.close()
+        with self._cond:
+            self._cond.notify_all()
+        if self._writer.is_alive():
+            self._writer.join()
+        self.store.checkpoint()
+
+    def _enqueue(self, seq: int, batch: SignalBatch) -> None:
+        with self._cond:
+            self._queue.append((seq, batch))
+            self._cond.notify_all()
+
+    def _release(self, size: int) -> None:
+        with self._cond:
+            self._pending_bytes -= size
+            self.stats.pending_bytes = self._pending_bytes
+
+    def _run(self) -> None:
+        while True:
+            group = self._collect()
+            if group:
+                self._write(group)
+                self._release(sum(batch.nbytes for _, batch in group))
+            elif self._stopping:
+                return
+            self._maybe_prune()
+
+    def _collect(self) -> list[tuple[int, SignalBatch]]:
+        deadline = time.monotonic() + self.config.flush_interval_s
+        with self._cond:
+            while not self._stopping and self._queued_rows() < self.config.batch_rows:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            group = list(self._queue)
+            self._queue.clear()
+        return group
+
+    def _queued_rows(self) -> int:
+        return sum(batch.accepted for _, batch in self._queue)
+
+    def _write(self, group: list[tuple[int, SignalBatch]]) -> None:
+        last_seq = group[-1][0]
+        self.store.write([batch for _, batch in group], applied_seq=last_seq)
+        self._wal.release(last_seq)
+        self.stats.written_batches += len(group)
+
+    def _maybe_prune(self) -> None:
+        retention = self.config.retention_ns
+        if retention is None or time.monotonic() - self._last_prune < self.config.prune_interval_s:
+            return
+        self._last_prune = time.monotonic()
+        self.stats.pruned_rows += self.store.prune(older_than_ns=now_ns() - retention)

@@ -1,0 +1,100 @@
+"""What both OTLP receivers share: the consumer contract, auth, and request admission.
+
+A receiver hands each decoded SignalBatch to a `Consumer`; the consumer returns once the batch
+is durable or raises Overloaded (retryable). Decoding errors raise Rejected (permanent).
+One table (`grpc_code`) maps both to gRPC as the HTTP statuses map them over HTTP.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+from stethoscope.errors import IngestError, Overloaded, Rejected
+from stethoscope.model.batch import SignalBatch
+from stethoscope.sources.otlp.codec import DEFAULT_MAX_BODY, decode_request, decompress
+
+Consumer = Callable[[SignalBatch], None]
+
+
+class Secret:
+    """A token whose repr never shows it."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def matches_bearer(self, header: str | None) -> bool:
+        """True when `header` is 'Bearer <token>' with this token (constant time)."""
+        if not header:
+            return False
+        scheme, _, offered = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(offered.strip().encode(), self._value.encode())
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReceiverLimits:
+    """Per-request limits shared by the HTTP and gRPC receivers."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    max_inflight: int = 16
+
+    def validate(self) -> None:
+        if self.max_body_bytes < 1024:
+            raise ValueError("max_body_bytes must be at least 1 KiB")
+        if self.max_inflight < 1:
+            raise ValueError("max_inflight must be at least 1")
+
+
+class Admission:
+    """Bounds how many requests are decoded at once, refusing (not queueing) the excess."""
+
+    def __init__(self, limit: int) -> None:
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def __enter__(self) -> Admission:
+        if not self._slots.acquire(blocking=False):
+            raise Overloaded("too many requests in flight; retry later", retry_after=1, status=429)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._slots.release()
+
+
+def ingest(
+    consumer: Consumer,
+    signal: str,
+    body: bytes,
+    *,
+    content_type: str,
+    content_encoding: str = "",
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    imported: bool = False,
+) -> SignalBatch:
+    """Decompress, decode and hand a request to the consumer; the batch tells what was kept."""
+    if not body:
+        raise Rejected("empty body (send an Export request, which may itself be empty)")
+    data = decompress(body, content_encoding, max_size=max_body_bytes)
+    batch = decode_request(signal, data, content_type, imported=imported)
+    if batch.accepted:
+        consumer(batch)
+    return batch
+
+
+def grpc_code(error: IngestError) -> grpc.StatusCode:
+    """The gRPC status for an ingest error, as the OTLP spec pairs it with HTTP."""
+    if isinstance(error, Overloaded):
+        return grpc.StatusCode.UNAVAILABLE
+    return {
+        401: grpc.StatusCode.UNAUTHENTICATED,
+        413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+        415: grpc.StatusCode.INVALID_ARGUMENT,
+    }.get(error.status, grpc.StatusCode.INVALID_ARGUMENT)

@@ -1,0 +1,481 @@
+"""The read-side SQL of the DuckDB store: services, traces, one trace, logs and metrics.
+
+Every function takes a reader's cursor and returns the JSON-ready shapes the `Store` protocol
+promises (ids as hex, times as int nanoseconds). User values always travel as `?` parameters;
+only column names of our own are formatted into SQL. A window is half-open:
+`since_ns <= t < until_ns`, so that adjacent windows never count a record twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import duckdb
+
+from stethoscope.model.ids import parse_trace_id, span_hex, trace_hex
+from stethoscope.model.schema import MetricType, ValueType
+from stethoscope.store.base import LogQuery, MetricQuery, TraceQuery, Window
+
+__all__ = [
+    "Where",
+    "logs",
+    "metrics",
+    "restore_attributes",
+    "restore_value",
+    "services",
+    "severity_name",
+    "trace",
+    "traces",
+]
+
+SPAN_KINDS = {
+    0: "unspecified",
+    1: "internal",
+    2: "server",
+    3: "client",
+    4: "producer",
+    5: "consumer",
+}
+STATUS_CODES = {0: "unset", 1: "ok", 2: "error"}
+SEVERITY_NAMES = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+METRIC_TYPES = {kind.value: kind.name.lower() for kind in MetricType}
+TEMPORALITIES = {1: "delta", 2: "cumulative"}
+
+# A span is an error when its status says so or when it answered an HTTP 5xx.
+HTTP_ERROR = (
+    "len([1 FOR a IN attributes IF a.key IN ('http.response.status_code', 'http.status_code')"
+    " AND TRY_CAST(a.value AS BIGINT) >= 500]) > 0"
+)
+SPAN_ERROR = f"(status_code = 2 OR {HTTP_ERROR})"
+HAS_ATTRIBUTE = "len([1 FOR a IN attributes IF a.key = ? AND a.value = ?]) > 0"
+
+
+class Where:
+    """SQL conditions joined with AND, with their `?` parameters in order."""
+
+    def __init__(self) -> None:
+        self.conditions: list[str] = []
+        self.params: list[Any] = []
+
+    def add(self, condition: str, *params: Any) -> Where:
+        """Require one condition; `params` fill its `?` placeholders."""
+        self.conditions.append(condition)
+        self.params.extend(params)
+        return self
+
+    def window(self, column: str, window: Window) -> Where:
+        """Keep `column` inside the half-open window (a None side is unbounded)."""
+        if window.since_ns is not None:
+            self.add(f"{column} >= ?", window.since_ns)
+        if window.until_ns is not None:
+            self.add(f"{column} < ?", window.until_ns)
+        return self
+
+    def trace_id(self, trace_id_hex: str) -> Where:
+        """Keep one trace; a malformed id raises UsageError."""
+        hi, lo = parse_trace_id(trace_id_hex)
+        # Typed parameters keep the comparison on the UBIGINT columns themselves.
+        return self.add("trace_hi = ?::UBIGINT AND trace_lo = ?::UBIGINT", hi, lo)
+
+    def sql(self) -> str:
+        """The conditions as one boolean SQL expression."""
+        return " AND ".join(self.conditions) or "TRUE"
+
+
+def restore_value(value_type: int, text: str) -> Any:
+    """An attribute's stored text as the typed JSON value it came from."""
+    if value_type == ValueType.STRING or value_type == ValueType.BYTES:
+        return text  # bytes stay base64 text
+    if value_type == ValueType.BOOL:
+        return text == "true"
+    if value_type == ValueType.EMPTY:
+        return None
+    try:
+        if value_type == ValueType.INT:
+            return int(text)
+        if value_type == ValueType.DOUBLE:
+            number = float(text)
+            return number if math.isfinite(number) else text  # JSON has no nan/inf
+        if value_type in (ValueType.ARRAY, ValueType.KVLIST):
+            return json.loads(text)
+    except ValueError:
+        pass
+    return text
+
+
+def restore_attributes(items: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """A stored attribute list as {key: typed value}."""
+    return {item["key"]: restore_value(item["type"], item["value"]) for item in items or ()}
+
+
+def _rows(cursor: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    """Run one query and return its rows as dicts keyed by column name."""
+    cursor.execute(sql, params)
+    names = [column[0] for column in cursor.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _number(value: float | None) -> float | str | None:
+    """A float as JSON can carry it: non-finite values become their text."""
+    if value is None or math.isfinite(value):
+        return value
+    return repr(value)
+
+
+# -- services ---------------------------------------------------------------------------------
+
+
+def _services_sql(window: Window) -> tuple[str, list[Any]]:
+    """Per (service, instance) counts over spans, logs and metric points in the window."""
+    spans = Where().window("start_ns", window)
+    logs_ = Where().window("time_ns", window)
+    points = Where().window("time_ns", window)
+    sql = f"""
+        WITH seen AS (
+            SELECT service, resource_id, min(start_ns) AS first_ns, max(start_ns) AS last_ns,
+                   count(*) AS spans, count(*) FILTER (WHERE {SPAN_ERROR}) AS error_spans
+            FROM spans WHERE {spans.sql()} GROUP BY service, resource_id
+            UNION ALL BY NAME
+            SELECT service, resource_id, min(time_ns) AS first_ns, max(time_ns) AS last_ns,
+                   count(*) AS logs, count(*) FILTER (WHERE severity_number >= 17) AS error_logs
+            FROM logs WHERE {logs_.sql()} GROUP BY service, resource_id
+            UNION ALL BY NAME
+            SELECT service, resource_id, min(time_ns) AS first_ns, max(time_ns) AS last_ns,
+                   count(*) AS metric_points
+            FROM metric_points WHERE {points.sql()} GROUP BY service, resource_id
+        )
+        SELECT seen.service, coalesce(r.instance, '') AS instance,
+               min(first_ns) AS first_seen_ns, max(last_ns) AS last_seen_ns,
+               coalesce(sum(spans), 0)::BIGINT AS spans,
+               coalesce(sum(logs), 0)::BIGINT AS logs,
+               coalesce(sum(metric_points), 0)::BIGINT AS metric_points,
+               coalesce(sum(error_spans), 0)::BIGINT AS error_spans,
+               coalesce(sum(error_logs), 0)::BIGINT AS error_logs
+        FROM seen LEFT JOIN resources r USING (resource_id)
+        GROUP BY seen.service, instance ORDER BY seen.service, instance
+    """
+    return sql, spans.params + logs_.params + points.params
+
+
+_SERVICE_COUNTS = ("spans", "logs", "metric_points", "error_spans", "error_logs")
+
+
+def _add_instance(service: dict[str, Any], row: dict[str, Any]) -> None:
+    """Fold one (service, instance) row into its service's entry."""
+    first, last = row["first_seen_ns"], row["last_seen_ns"]
+    service["instances"].append(
+        {"instance": row["instance"], "first_seen_ns": first, "last_seen_ns": last}
+    )
+    if service["first_seen_ns"] is None or first < service["first_seen_ns"]:
+        service["first_seen_ns"] = first
+    if service["last_seen_ns"] is None or last > service["last_seen_ns"]:
+        service["last_seen_ns"] = last
+    for name in _SERVICE_COUNTS:
+        service[name] += row[name]
+
+
+def services(cursor: duckdb.DuckDBPyConnection, window: Window) -> list[dict[str, Any]]:
+    """Every service seen in the window, by name, with its instances and counts."""
+    found: dict[str, dict[str, Any]] = {}
+    for row in _rows(cursor, *_services_sql(window)):
+        name = row["service"]
+        if name not in found:
+            found[name] = {"service": name, "instances": []}
+            found[name].update(first_seen_ns=None, last_seen_ns=None)
+            found[name].update(dict.fromkeys(_SERVICE_COUNTS, 0))
+        _add_instance(found[name], row)
+    return list(found.values())
+
+
+# -- traces -----------------------------------------------------------------------------------
+
+
+def _span_filter(query: TraceQuery) -> Where:
+    """The conditions one span must meet, all together, for its trace to match."""
+    where = Where().window("start_ns", query.window)
+    if query.service is not None:
+        where.add("service = ?", query.service)
+    if query.operation is not None:
+        where.add("name = ?", query.operation)
+    if query.errors_only:
+        where.add("status_code = 2")
+    if query.min_duration_ns is not None:
+        where.add("duration_ns >= ?", query.min_duration_ns)
+    for key, value in query.attributes:
+        where.add(HAS_ATTRIBUTE, key, value)
+    return where
+
+
+# The root is the span without a parent; with several (or none) the earliest one.
+_ROOT_ORDER = "(parent_span_id <> 0, start_ns, span_id)"
+
+
+def _traces_sql(query: TraceQuery) -> tuple[str, list[Any]]:
+    """Pick the newest matching trace ids first, then summarise only those traces."""
+    where = _span_filter(query)
+    sql = f"""
+        WITH picked AS (
+            SELECT trace_hi, trace_lo FROM spans WHERE {where.sql()}
+            GROUP BY trace_hi, trace_lo ORDER BY min(start_ns) DESC LIMIT ?
+        )
+        SELECT trace_hi, trace_lo,
+               arg_min(service, {_ROOT_ORDER}) AS root_service,
+               arg_min(name, {_ROOT_ORDER}) AS root_operation,
+               min(start_ns) AS start_ns,
+               max(start_ns + duration_ns) - min(start_ns) AS duration_ns,
+               count(*) AS span_count,
+               list(DISTINCT service ORDER BY service) AS services,
+               bool_or(status_code = 2) AS error
+        FROM spans SEMI JOIN picked USING (trace_hi, trace_lo)
+        GROUP BY trace_hi, trace_lo
+        ORDER BY start_ns DESC, trace_hi, trace_lo
+    """
+    return sql, [*where.params, max(0, query.limit)]
+
+
+def traces(cursor: duckdb.DuckDBPyConnection, query: TraceQuery) -> list[dict[str, Any]]:
+    """Traces with a span matching every filter, newest first, summarised."""
+    return [
+        {
+            "trace_id": trace_hex(row.pop("trace_hi"), row.pop("trace_lo")),
+            **row,
+            "error": bool(row["error"]),
+        }
+        for row in _rows(cursor, *_traces_sql(query))
+    ]
+
+
+def _span(row: dict[str, Any]) -> dict[str, Any]:
+    """One stored span row as the API's span dict."""
+    return {
+        "span_id": span_hex(row["span_id"]),
+        "parent_span_id": span_hex(row["parent_span_id"]),
+        "service": row["service"],
+        "instance": row["instance"],
+        "name": row["name"],
+        "kind": SPAN_KINDS.get(row["kind"], "unspecified"),
+        "start_ns": row["start_ns"],
+        "duration_ns": row["duration_ns"],
+        "status_code": STATUS_CODES.get(row["status_code"], "unset"),
+        "status_message": row["status_message"],
+        "attributes": restore_attributes(row["attributes"]),
+        "events": [
+            {
+                "time_ns": event["time_ns"],
+                "name": event["name"],
+                "attributes": restore_attributes(event["attributes"]),
+            }
+            for event in row["events"] or ()
+        ],
+        "links": [
+            {
+                "trace_id": trace_hex(link["trace_hi"], link["trace_lo"]),
+                "span_id": span_hex(link["span_id"]),
+                "attributes": restore_attributes(link["attributes"]),
+            }
+            for link in row["links"] or ()
+        ],
+        "resource": restore_attributes(row["resource"]),
+    }
+
+
+def trace(cursor: duckdb.DuckDBPyConnection, trace_id_hex: str) -> dict[str, Any] | None:
+    """Every span of one trace (by start) and its log records; None when neither exists."""
+    where = Where().trace_id(trace_id_hex)
+    sql = f"""
+        SELECT s.span_id, s.parent_span_id, s.service, coalesce(r.instance, '') AS instance,
+               s.name, s.kind, s.start_ns, s.duration_ns, s.status_code, s.status_message,
+               s.attributes, s.events, s.links, r.attributes AS resource
+        FROM (SELECT * FROM spans WHERE {where.sql()}) s
+        LEFT JOIN resources r USING (resource_id)
+        ORDER BY s.start_ns, s.span_id
+    """
+    spans = [_span(row) for row in _rows(cursor, sql, where.params)]
+    records = _log_rows(cursor, where, order="ASC", limit=None)
+    if not spans and not records:
+        return None
+    hi, lo = where.params
+    return {"trace_id": trace_hex(hi, lo), "spans": spans, "logs": records}
+
+
+# -- logs -------------------------------------------------------------------------------------
+
+
+def severity_name(number: int) -> str:
+    """The OTLP short name of a severity number ('' when unspecified)."""
+    return SEVERITY_NAMES[(number - 1) // 4] if 1 <= number <= 24 else ""
+
+
+def _log(row: dict[str, Any]) -> dict[str, Any]:
+    """One stored log row as the API's log dict."""
+    trace_hi, trace_lo = row["trace_hi"], row["trace_lo"]
+    return {
+        "time_ns": row["time_ns"],
+        "service": row["service"],
+        "instance": row["instance"],
+        "severity_number": row["severity_number"],
+        "severity_text": row["severity_text"] or severity_name(row["severity_number"]),
+        "body": row["body"],
+        "attributes": restore_attributes(row["attributes"]),
+        "trace_id": trace_hex(trace_hi, trace_lo) if trace_hi or trace_lo else "",
+        "span_id": span_hex(row["span_id"]),
+        "event_name": row["event_name"],
+    }
+
+
+def _log_rows(
+    cursor: duckdb.DuckDBPyConnection, where: Where, *, order: str, limit: int | None
+) -> list[dict[str, Any]]:
+    """Log records meeting `where`, ordered by time (`order` is ASC or DESC), limited."""
+    params = list(where.params)
+    limit_sql = ""
+    if limit is not None:
+        limit_sql = "LIMIT ?"
+        params.append(max(0, limit))
+    sql = f"""
+        SELECT l.time_ns, l.service, coalesce(r.instance, '') AS instance, l.severity_number,
+               l.severity_text, l.body, l.attributes, l.trace_hi, l.trace_lo, l.span_id,
+               l.event_name
+        FROM (SELECT * FROM logs WHERE {where.sql()} ORDER BY time_ns {order} {limit_sql}) l
+        LEFT JOIN resources r USING (resource_id)
+        ORDER BY l.time_ns {order}
+    """
+    return [_log(row) for row in _rows(cursor, sql, params)]
+
+
+def _like_pattern(text: str) -> str:
+    """An ILIKE pattern matching `text` anywhere, with its wildcards escaped."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def logs(cursor: duckdb.DuckDBPyConnection, query: LogQuery) -> list[dict[str, Any]]:
+    """Matching log records, oldest first (or the newest first when asked), at most `limit`."""
+    where = Where().window("time_ns", query.window)
+    if query.text:
+        where.add("body ILIKE ? ESCAPE '\\'", _like_pattern(query.text))
+    if query.service is not None:
+        where.add("service = ?", query.service)
+    if query.min_severity is not None:
+        where.add("severity_number >= ?", query.min_severity)
+    if query.trace_id is not None:
+        where.trace_id(query.trace_id)
+    order = "DESC" if query.newest_first else "ASC"
+    return _log_rows(cursor, where, order=order, limit=query.limit)
+
+
+# -- metrics ----------------------------------------------------------------------------------
+
+
+def _metric_filter(query: MetricQuery) -> Where:
+    """Window and service conditions shared by both forms of `metrics`."""
+    where = Where().window("time_ns", query.window)
+    if query.service is not None:
+        where.add("service = ?", query.service)
+    return where
+
+
+def _metric_list(cursor: duckdb.DuckDBPyConnection, where: Where) -> dict[str, Any]:
+    """Every metric name with its type, unit, services, series and point counts."""
+    sql = f"""
+        SELECT name, arg_max(type, time_ns) AS type, arg_max(unit, time_ns) AS unit,
+               arg_max(description, time_ns) AS description,
+               list(DISTINCT service ORDER BY service) AS services,
+               count(DISTINCT (resource_id, list_sort(attributes))) AS series,
+               count(*) AS points, max(time_ns) AS last_ns
+        FROM metric_points WHERE {where.sql()}
+        GROUP BY name ORDER BY name
+    """
+    found = _rows(cursor, sql, where.params)
+    for row in found:
+        row["type"] = METRIC_TYPES.get(row["type"], "unknown")
+    return {"metrics": found}
+
+
+_POINT_FIELDS: dict[int, tuple[str, ...]] = {
+    MetricType.HISTOGRAM: ("count", "sum", "min", "max", "bucket_counts", "explicit_bounds"),
+    MetricType.EXPONENTIAL_HISTOGRAM: (
+        *("count", "sum", "min", "max", "scale", "zero_count"),
+        *("positive_offset", "positive_counts", "negative_offset", "negative_counts"),
+    ),
+    MetricType.SUMMARY: ("count", "sum", "quantiles"),
+}
+_FLOAT_FIELDS = frozenset({"sum", "min", "max"})
+
+
+def _point(row: dict[str, Any]) -> dict[str, Any]:
+    """One stored data point as {time_ns, ...the values its metric type has}."""
+    point: dict[str, Any] = {"time_ns": row["time_ns"]}
+    fields = _POINT_FIELDS.get(row["type"])
+    if fields is None:  # gauge and sum
+        exact = row["value_int"]
+        point["value"] = exact if exact is not None else _number(row["value"])
+        return point
+    for name in fields:
+        point[name] = _number(row[name]) if name in _FLOAT_FIELDS else row[name]
+    if "quantiles" in point:
+        point["quantiles"] = [
+            {"quantile": q["quantile"], "value": _number(q["value"])}
+            for q in point["quantiles"] or ()
+        ]
+    return point
+
+
+def _series_points(
+    cursor: duckdb.DuckDBPyConnection, name: str, where: Where, per_series: int
+) -> list[dict[str, Any]]:
+    """The newest `per_series` points of each series of one metric, oldest first."""
+    sql = f"""
+        SELECT p.*, coalesce(r.instance, '') AS instance, list_sort(p.attributes) AS series_key
+        FROM (
+            SELECT * FROM metric_points WHERE name = ? AND {where.sql()}
+            QUALIFY row_number() OVER (
+                PARTITION BY resource_id, list_sort(attributes) ORDER BY time_ns DESC
+            ) <= ?
+        ) p
+        LEFT JOIN resources r USING (resource_id)
+        ORDER BY p.time_ns
+    """
+    return _rows(cursor, sql, [name, *where.params, max(0, per_series)])
+
+
+def _metric_series(cursor: duckdb.DuckDBPyConnection, query: MetricQuery) -> dict[str, Any]:
+    """One metric's header and its series with their newest points."""
+    name = query.name or ""
+    rows = _series_points(cursor, name, _metric_filter(query), query.points_per_series)
+    if not rows:
+        return {"name": name, "series": []}
+    newest = rows[-1]
+    series: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["service"], row["instance"], row["resource_id"], json.dumps(row["series_key"]))
+        entry = series.setdefault(
+            key,
+            {
+                "service": row["service"],
+                "instance": row["instance"],
+                "attributes": restore_attributes(row["attributes"]),
+                "points": [],
+            },
+        )
+        entry["points"].append(_point(row))
+    for entry in series.values():
+        last = entry["points"][-1]
+        entry["last"] = last["value"] if "value" in last else last.get("count")
+    return {
+        "name": name,
+        "type": METRIC_TYPES.get(newest["type"], "unknown"),
+        "unit": newest["unit"],
+        "description": newest["description"],
+        "temporality": TEMPORALITIES.get(newest["temporality"], "unspecified"),
+        "series": [series[key] for key in sorted(series)],
+    }
+
+
+def metrics(cursor: duckdb.DuckDBPyConnection, query: MetricQuery) -> dict[str, Any]:
+    """Without a name, every metric in the window; with one, that metric's series."""
+    if query.name is None:
+        return _metric_list(cursor, _metric_filter(query))
+    return _metric_series(cursor, query)
