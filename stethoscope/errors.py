@@ -1,11 +1,11 @@
 """Every exception Stethoscope raises on purpose.
 
-    StethError
-    ├── UsageError          bad arguments or configuration; the CLI prints it and exits 2
-    ├── DataError           a store or file that cannot be read as expected; exit 1
-    └── IngestError         a request the receivers cannot take
-        ├── Rejected        permanent: malformed, too large, unauthorised (never retry)
-        └── Overloaded      retryable: queues full or shutting down (retry after a pause)
+StethError
+├── UsageError          bad arguments or configuration; the CLI prints it and exits 2
+├── DataError           a store or file that cannot be read as expected; exit 1
+└── IngestError         a request the receivers cannot take
+    ├── Rejected        permanent: malformed, too large, unauthorised (never retry)
+    └── Overloaded      retryable: queues full or shutting down (retry after a pause)
 """
 
 from __future__ import annotations

@@ -14,7 +14,15 @@ from stethoscope.server.discovery import read_addresses
 from stethoscope.server.queryparams import parse_attribute_filter
 from stethoscope.store.base import LogQuery, MetricQuery, TraceQuery, Window
 
-SEVERITIES = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "WARNING": 13, "ERROR": 17, "FATAL": 21}
+SEVERITIES = {
+    "TRACE": 1,
+    "DEBUG": 5,
+    "INFO": 9,
+    "WARN": 13,
+    "WARNING": 13,
+    "ERROR": 17,
+    "FATAL": 21,
+}
 
 
 def parse_severity(text: str) -> int:

@@ -131,8 +131,8 @@ def _empty(console: Console, message: str) -> None:
 class _Clock:
     """How the times in one table print.
 
-    Wide consoles get full ISO-8601 stamps. Narrow ones get the UTC time of day when every time
-    shares a date (named in the caption), or the date and time on two lines otherwise.
+    Wide consoles get full ISO-8601 stamps. Narrow ones get the UTC time of day to the second
+    when every time shares a date (named in the caption), or date and time on two lines.
     """
 
     def __init__(self, times: Iterable[object], console: Console) -> None:
@@ -155,7 +155,8 @@ class _Clock:
         stamp = format_ns(ns)
         if not self.narrow:
             return Text(stamp)
-        day, time_of_day = stamp[:10], stamp[11:].rstrip("Z")
+        # Seconds are enough to scan a narrow table; --json and wide consoles keep milliseconds.
+        day, time_of_day = stamp[:10], stamp[11:19]
         return Text(time_of_day if self.date else f"{day}\n{time_of_day}")
 
 
@@ -196,7 +197,9 @@ def render_services(data: Sequence[Record], console: Console) -> None:
     if not data:
         _empty(console, "no services in this window")
         return
-    clock = _Clock((t for s in data for t in (s.get("first_seen_ns"), s.get("last_seen_ns"))), console)
+    clock = _Clock(
+        (t for s in data for t in (s.get("first_seen_ns"), s.get("last_seen_ns"))), console
+    )
     table = _table(
         "service", "instances", "first seen", "last seen", "spans", "logs", "points", "errors",
         right=("spans", "logs", "points", "errors"),
@@ -288,7 +291,9 @@ class _Layout:
         bar = _BAR_WIDE if width >= _WIDE else _BAR_NARROW
         label = max(10, width - bar - _DURATION_CELLS - _STATUS_CELLS - 3)
         services = sorted({_one_line(s.get("service")) for s in spans})
-        styles = {name: _SERVICE_STYLES[i % len(_SERVICE_STYLES)] for i, name in enumerate(services)}
+        styles = {
+            name: _SERVICE_STYLES[i % len(_SERVICE_STYLES)] for i, name in enumerate(services)
+        }
         return cls(start, max(1, end - start), width, bar, label, styles)
 
     @property
@@ -308,14 +313,18 @@ class _Node:
     note: str
 
 
-def _start(span: Record) -> int:
-    value = span.get("start_ns")
+def _ns(record: Record, key: str) -> int:
+    """An integer nanosecond field, zero when missing or malformed."""
+    value = record.get(key)
     return value if isinstance(value, int) else 0
 
 
+def _start(span: Record) -> int:
+    return _ns(span, "start_ns")
+
+
 def _length(span: Record) -> int:
-    value = span.get("duration_ns")
-    return max(0, value) if isinstance(value, int) else 0
+    return max(0, _ns(span, "duration_ns"))
 
 
 def render_trace(data: Record, console: Console) -> None:
@@ -360,7 +369,14 @@ def _column_header(layout: _Layout) -> Text:
     """Column names above the tree; the bar column is labelled with its time scale."""
     scale = format_duration_ns(layout.total_ns)
     ruler = "0" + scale.rjust(layout.bar_width - 1)
-    head = f"{'span':<{layout.label_width}} {'duration':>{_DURATION_CELLS}} {'status':<{_STATUS_CELLS}} "
+    head = " ".join(
+        [
+            "span".ljust(layout.label_width),
+            "duration".rjust(_DURATION_CELLS),
+            "status".ljust(_STATUS_CELLS),
+            "",
+        ]
+    )
     return Text(head[: layout.width - layout.bar_width] + ruler, style="dim")
 
 
@@ -476,8 +492,8 @@ def _span_details(node: _Node, logs: Sequence[Record], layout: _Layout) -> list[
     attributes = _key_attributes(span.get("attributes") or {})
     if attributes:
         lines.append(Text(attributes, style="dim"))
-    timed = [(_event_time(e), 0, i, _event_line(e, span)) for i, e in enumerate(_events(span))]
-    timed += [(_log_time(r), 1, i, _span_log_line(r, span)) for i, r in enumerate(logs)]
+    timed = [(_ns(e, "time_ns"), 0, i, _event_line(e, span)) for i, e in enumerate(_events(span))]
+    timed += [(_ns(r, "time_ns"), 1, i, _span_log_line(r, span)) for i, r in enumerate(logs)]
     for _, _, _, text in sorted(timed, key=lambda item: item[:3]):
         lines.extend(text)
     guide = Text(_fold_guide(node.detail_guide, node.depth, layout.indent_limit), style="dim")
@@ -511,16 +527,6 @@ def _events(span: Record) -> list[Record]:
     return [e for e in events if isinstance(e, Mapping)]
 
 
-def _event_time(event: Record) -> int:
-    value = event.get("time_ns")
-    return value if isinstance(value, int) else 0
-
-
-def _log_time(record: Record) -> int:
-    value = record.get("time_ns")
-    return value if isinstance(value, int) else 0
-
-
 def _offset(time_ns: int, span: Record) -> str:
     """Time since the span started, signed, padded to line up."""
     delta = time_ns - _start(span)
@@ -531,7 +537,7 @@ def _offset(time_ns: int, span: Record) -> str:
 def _event_line(event: Record, span: Record) -> list[Text]:
     """A span event; exception events show type and message in red."""
     name = _one_line(event.get("name"))
-    line = Text(_offset(_event_time(event), span) + "  ")
+    line = Text(_offset(_ns(event, "time_ns"), span) + "  ")
     if name == "exception":
         attrs = event.get("attributes") or {}
         kind = _one_line(attrs.get("exception.type")) or "exception"
@@ -546,7 +552,7 @@ def _event_line(event: Record, span: Record) -> list[Text]:
 def _span_log_line(record: Record, span: Record) -> list[Text]:
     """A log record under its span: offset, severity, body (first lines of long bodies)."""
     label, style = _severity(record)
-    head = Text(_offset(_log_time(record), span) + "  ")
+    head = Text(_offset(_ns(record, "time_ns"), span) + "  ")
     head.append(f"{label:<5}", style=style)
     head.append(" ")
     body = _body_lines(record.get("body"))
@@ -554,7 +560,10 @@ def _span_log_line(record: Record, span: Record) -> list[Text]:
     rest = [Text(_TREE_BODY_INDENT + line) for line in body[1:]]
     if len(rest) > _BODY_LINES_IN_TREE:
         more = len(rest) - _BODY_LINES_IN_TREE
-        rest = [*rest[:_BODY_LINES_IN_TREE], Text(f"{_TREE_BODY_INDENT}… {more} more lines", style="dim")]
+        rest = [
+            *rest[:_BODY_LINES_IN_TREE],
+            Text(f"{_TREE_BODY_INDENT}… {more} more lines", style="dim"),
+        ]
     return [head, *rest]
 
 
@@ -562,7 +571,7 @@ def _other_logs(logs: Sequence[Record]) -> list[Text]:
     """Log records of the trace that belong to none of its spans, under their own heading."""
     if not logs:
         return []
-    ordered = sorted(logs, key=_log_time)
+    ordered = sorted(logs, key=lambda r: _ns(r, "time_ns"))
     return [Text("other log records", style="bold"), *(_log_line(r) for r in ordered)]
 
 
@@ -598,7 +607,7 @@ def render_logs(data: Sequence[Record], console: Console) -> None:
 def _log_line(record: Record) -> Text:
     """time severity service[/instance] body [trace=xxxxxxxx]; later body lines indented."""
     label, style = _severity(record)
-    line = Text(format_ns(_log_time(record)), style="dim")
+    line = Text(format_ns(_ns(record, "time_ns")), style="dim")
     line.append(" ")
     line.append(f"{label:<5}", style=style)
     who = _one_line(record.get("service")) or "-"
@@ -723,7 +732,8 @@ def _point_value(point: Record) -> float | None:
         if _is_distribution(point):
             count = float(point.get("count") or 0)
             return float(point.get("sum") or 0) / count if count > 0 else None
-        value = float(point.get("value"))
+        raw: Any = point.get("value")
+        value = float(raw)
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None

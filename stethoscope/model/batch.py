@@ -28,6 +28,9 @@ class SignalBatch:
     accepted: int = 0
     rejected: int = 0
     reasons: list[str] = field(default_factory=list)
+    # The IPC bytes this batch was read from or last written as: a batch decoded in another
+    # process reaches the write-ahead log without being encoded twice.
+    encoded: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def nbytes(self) -> int:
@@ -41,6 +44,8 @@ class SignalBatch:
 
     def to_bytes(self) -> bytes:
         """The batch's tables as length-prefixed Arrow IPC streams."""
+        if self.encoded is not None:
+            return self.encoded
         parts = []
         for name, table in self.tables.items():
             sink = pa.BufferOutputStream()
@@ -49,7 +54,8 @@ class SignalBatch:
             payload = sink.getvalue()
             parts.append(_PART_HEADER.pack(_TABLE_CODES[name], payload.size))
             parts.append(payload.to_pybytes())
-        return b"".join(parts)
+        self.encoded = b"".join(parts)
+        return self.encoded
 
     @classmethod
     def from_bytes(cls, signal: str, data: bytes, *, accepted: int = 0) -> SignalBatch:
@@ -63,4 +69,4 @@ class SignalBatch:
             reader = pa.ipc.open_stream(pa.py_buffer(view[pos : pos + size]))
             tables[_TABLE_NAMES[code]] = reader.read_all()
             pos += size
-        return cls(signal=signal, tables=tables, accepted=accepted)
+        return cls(signal=signal, tables=tables, accepted=accepted, encoded=data)

@@ -21,6 +21,7 @@ from stethoscope.server.queryparams import (
     window_from,
 )
 from stethoscope.sources.otlp.codec import SIGNALS
+from stethoscope.sources.otlp.decodepool import DecodePool
 from stethoscope.sources.otlp.http import check_auth, healthz, read_body
 from stethoscope.sources.otlp.receiver import ReceiverLimits, Secret, ingest
 
@@ -47,7 +48,9 @@ def _guarded(token: Secret | None, answer: Callable[[Request], Any]) -> Handler:
     return handler
 
 
-def api_routes(pipeline: IngestPipeline, limits: ReceiverLimits, token: Secret | None) -> list[Route]:
+def api_routes(
+    pipeline: IngestPipeline, decoder: DecodePool, limits: ReceiverLimits, token: Secret | None
+) -> list[Route]:
     """The /api routes over the pipeline's store."""
     store = pipeline.store
 
@@ -81,6 +84,7 @@ def api_routes(pipeline: IngestPipeline, limits: ReceiverLimits, token: Secret |
             batch = await run_in_threadpool(
                 ingest,
                 pipeline.submit,
+                decoder,
                 signal,
                 body,
                 content_type=content_type,
@@ -89,7 +93,8 @@ def api_routes(pipeline: IngestPipeline, limits: ReceiverLimits, token: Secret |
                 imported=True,
             )
         except IngestError as error:
-            headers = {"Retry-After": str(error.retry_after)} if isinstance(error, Overloaded) else {}
+            retry = isinstance(error, Overloaded)
+            headers = {"Retry-After": str(error.retry_after)} if retry else {}
             return JSONResponse({"error": str(error)}, status_code=error.status, headers=headers)
         except UsageError as error:
             return JSONResponse({"error": str(error)}, status_code=404)
@@ -109,6 +114,8 @@ def api_routes(pipeline: IngestPipeline, limits: ReceiverLimits, token: Secret |
     ]
 
 
-def api_app(pipeline: IngestPipeline, limits: ReceiverLimits, token: Secret | None) -> Starlette:
+def api_app(
+    pipeline: IngestPipeline, decoder: DecodePool, limits: ReceiverLimits, token: Secret | None
+) -> Starlette:
     """The ASGI app served on the API port (4320)."""
-    return Starlette(routes=api_routes(pipeline, limits, token))
+    return Starlette(routes=api_routes(pipeline, decoder, limits, token))

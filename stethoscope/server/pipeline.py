@@ -23,6 +23,7 @@ from stethoscope.store.duckdb.store import DuckDBStore
 from stethoscope.store.wal import WalConfig, WriteAheadLog
 
 log = logging.getLogger(__name__)
+WRITE_RETRY_S = 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,11 +128,19 @@ class IngestPipeline:
             self.stats.pending_bytes = self._pending_bytes
 
     def _run(self) -> None:
+        group: list[tuple[int, SignalBatch]] = []
         while True:
-            group = self._collect()
+            group = group or self._collect()
             if group:
-                self._write(group)
+                try:
+                    self._write(group)
+                except Exception:
+                    # The data is safe in the log; keep it and try again rather than lose it.
+                    log.exception("store write failed; retrying in %.0f s", WRITE_RETRY_S)
+                    time.sleep(WRITE_RETRY_S)
+                    continue
                 self._release(sum(batch.nbytes for _, batch in group))
+                group = []
             elif self._stopping:
                 return
             self._maybe_prune()

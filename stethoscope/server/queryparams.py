@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+
 from stethoscope.errors import UsageError
 from stethoscope.store.base import LogQuery, MetricQuery, TraceQuery, Window
 
@@ -70,7 +71,8 @@ def parse_attribute_filter(text: str) -> tuple[str, str]:
 def log_query_params(query: LogQuery) -> list[tuple[str, str]]:
     """URL parameters for a LogQuery."""
     params = window_params(query.window) + [("limit", str(query.limit))]
-    for name, value in (("text", query.text), ("service", query.service), ("trace", query.trace_id)):
+    named = (("text", query.text), ("service", query.service), ("trace", query.trace_id))
+    for name, value in named:
         if value:
             params.append((name, value))
     if query.min_severity is not None:
@@ -110,4 +112,3 @@ def metric_query_from(params: Mapping[str, str]) -> MetricQuery:
         service=params.get("service") or None,
         points_per_series=_int(params, "points") or 10,
     )
-

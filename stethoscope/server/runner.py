@@ -22,6 +22,7 @@ from stethoscope.errors import UsageError
 from stethoscope.server.api import api_app
 from stethoscope.server.discovery import ServerAddresses, remove_addresses, write_addresses
 from stethoscope.server.pipeline import IngestPipeline, PipelineConfig
+from stethoscope.sources.otlp.decodepool import DecodePool
 from stethoscope.sources.otlp.grpc_server import otlp_grpc_server
 from stethoscope.sources.otlp.http import otlp_http_app
 from stethoscope.sources.otlp.receiver import ReceiverLimits, Secret
@@ -73,14 +74,14 @@ def is_loopback(host: str) -> bool:
 class _HttpServers:
     """The OTLP/HTTP and API uvicorn servers on one event loop in a background thread."""
 
-    def __init__(self, config: ServerConfig, pipeline: IngestPipeline) -> None:
+    def __init__(self, config: ServerConfig, pipeline: IngestPipeline, decoder: DecodePool) -> None:
         self.otlp = _uvicorn(
-            otlp_http_app(pipeline.submit, config.limits, config.token),
+            otlp_http_app(pipeline.submit, decoder, config.limits, config.token),
             config.host,
             config.http_port,
         )
         self.api = _uvicorn(
-            api_app(pipeline, config.limits, config.token), config.host, config.ui_port
+            api_app(pipeline, decoder, config.limits, config.token), config.host, config.ui_port
         )
         self._thread = threading.Thread(target=self._run, name="steth-http", daemon=True)
         self.failure: BaseException | None = None
@@ -139,13 +140,14 @@ def run_server(config: ServerConfig, *, ready: threading.Event | None = None) ->
     previous = {
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
     }
+    decoder = DecodePool(config.limits.decode_workers)
     store = DuckDBStore(config.data_dir, memory_limit=config.store_memory_limit)
     pipeline = IngestPipeline(store, WalConfig(directory=config.data_dir / "wal"), config.pipeline)
     pipeline.start()
     grpc_server, grpc_port = otlp_grpc_server(
-        f"{config.host}:{config.grpc_port}", pipeline.submit, config.limits, config.token
+        f"{config.host}:{config.grpc_port}", pipeline.submit, decoder, config.limits, config.token
     )
-    http = _HttpServers(config, pipeline)
+    http = _HttpServers(config, pipeline, decoder)
     try:
         grpc_server.start()
         http.start()
@@ -164,6 +166,7 @@ def run_server(config: ServerConfig, *, ready: threading.Event | None = None) ->
         remove_addresses(config.data_dir)
         http.stop()
         grpc_server.stop(grace=10).wait()
+        decoder.close()
         pipeline.close()
         store.close()
         for sig, handler in previous.items():

@@ -74,7 +74,7 @@ def check_paths(paths: list[Path]) -> None:
 def read_requests(
     path: Path, summary: ImportSummary, advance: Callable[[int], None]
 ) -> Iterator[tuple[int, str, bytes]]:
-    """(line number, signal, line) for each export request line; bad lines are recorded and skipped."""
+    """(line number, signal, line) per request line; bad lines are recorded and skipped."""
     with open(path, "rb") as raw, open_lines(path) as lines:
         position = 0
         for number, line in enumerate(lines, start=1):

@@ -86,9 +86,7 @@ def read_segment(path: Path) -> tuple[list[tuple[int, SignalBatch]], int]:
 class WriteAheadLog:
     """Append-only segments with group-committed fsync; see the module docstring."""
 
-    def __init__(
-        self, config: WalConfig, on_durable: Callable[[int, SignalBatch], None]
-    ) -> None:
+    def __init__(self, config: WalConfig, on_durable: Callable[[int, SignalBatch], None]) -> None:
         """`on_durable(seq, batch)` is called in sequence order once each record is on disk."""
         config.validate()
         self.config = config
@@ -100,6 +98,7 @@ class WriteAheadLog:
         )
         self._next_seq = 1
         self._file: object = None
+        self._current_path: Path | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -189,7 +188,10 @@ class WriteAheadLog:
                 self._next_seq += 1
                 signal = SIGNAL_CODES[batch.signal]
                 header = RECORD_HEADER.pack(
-                    len(payload), _crc(seq, signal, batch.accepted, payload), seq, signal,
+                    len(payload),
+                    _crc(seq, signal, batch.accepted, payload),
+                    seq,
+                    signal,
                     batch.accepted,
                 )
                 handle.write(header)  # type: ignore[attr-defined]

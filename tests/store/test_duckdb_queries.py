@@ -806,3 +806,25 @@ def test_metrics_summary(store: DuckDBStore) -> None:
 )
 def test_metrics_nothing_matches(store: DuckDBStore, query: MetricQuery) -> None:
     assert store.metrics(query) == {"name": query.name, "series": []}
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        pytest.param(500, True, id="int-500"),
+        pytest.param(499, False, id="int-499"),
+        pytest.param("599", True, id="string-599"),
+        pytest.param(503.0, True, id="double"),
+        pytest.param("OK", False, id="not-a-number"),
+        pytest.param("", False, id="empty-text"),
+    ],
+)
+def test_services_http_status_values(tmp_path: Path, status: Any, error: bool) -> None:
+    spans = [span("ab" * 16, "01" * 8, "", "op", 0, 1, attributes={"http.status_code": status})]
+    fresh = DuckDBStore(tmp_path)
+    try:
+        fresh.write([decode_traces(span_request([(FRONTEND, spans)]))])
+        (found,) = fresh.services(Window())
+        assert found["error_spans"] == int(error)
+    finally:
+        fresh.close()

@@ -82,7 +82,8 @@ class _Origins:
         attrs = self.scope_attrs
         start = len(attrs.keys)
         attrs.add(scope.attributes)
-        scope_id = attributes_digest(f"{schema_url}\x1d{scope.name}\x1d{scope.version}", attrs, start)
+        identity = f"{schema_url}\x1d{scope.name}\x1d{scope.version}"
+        scope_id = attributes_digest(identity, attrs, start)
         if scope_id in self.scope_rows:
             attrs.truncate(len(self.scope_rows))
         else:
@@ -489,9 +490,7 @@ def _summary_values(point: Any) -> dict[str, Any]:
     return {
         "count": point.count,
         "sum": point.sum,
-        "quantiles": [
-            {"quantile": q.quantile, "value": q.value} for q in point.quantile_values
-        ],
+        "quantiles": [{"quantile": q.quantile, "value": q.value} for q in point.quantile_values],
     }
 
 

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from stethoscope.errors import IngestError, Overloaded, Rejected
-from stethoscope.sources.otlp.codec import decode_message, export_response
+from stethoscope.sources.otlp.codec import export_response
+from stethoscope.sources.otlp.decodepool import DecodePool
 from stethoscope.sources.otlp.receiver import (
     Admission,
     Consumer,
     ReceiverLimits,
     Secret,
     grpc_code,
+    ingest,
 )
 
 __all__ = ["otlp_grpc_server"]
@@ -32,33 +30,43 @@ def _abort(context: grpc.ServicerContext, error: IngestError) -> None:
     status = status_pb2.Status(code=code.value[0], message=str(error))
     if isinstance(error, Overloaded):
         # RetryInfo is what tells an OTLP exporter that UNAVAILABLE is worth retrying, and when.
-        info = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=error.retry_after))
+        delay = duration_pb2.Duration(seconds=error.retry_after)
+        info = error_details_pb2.RetryInfo(retry_delay=delay)
         status.details.add().Pack(info)
     context.abort_with_status(rpc_status.to_status(status))
 
 
 class _ExportService:
-    """One Export method body shared by the three OTLP services."""
+    """One Export method body shared by the three OTLP services; takes the raw request bytes."""
 
     def __init__(
         self,
         signal: str,
         consumer: Consumer,
+        decoder: DecodePool,
+        limits: ReceiverLimits,
         admission: Admission,
         token: Secret | None,
     ) -> None:
         self.signal = signal
         self.consumer = consumer
+        self.decoder = decoder
+        self.limits = limits
         self.admission = admission
         self.token = token
 
-    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 - gRPC name
+    def export(self, body: bytes, context: grpc.ServicerContext) -> Message:
         try:
             self._check_auth(context)
             with self.admission:
-                batch = decode_message(self.signal, request)
-                if batch.accepted:
-                    self.consumer(batch)
+                batch = ingest(
+                    self.consumer,
+                    self.decoder,
+                    self.signal,
+                    body,
+                    content_type="application/x-protobuf",
+                    max_body_bytes=self.limits.max_body_bytes,
+                )
         except IngestError as error:
             _abort(context, error)
         return export_response(batch)
@@ -71,17 +79,25 @@ class _ExportService:
             raise Rejected("missing or wrong bearer token", status=401)
 
 
-_REGISTRARS: dict[str, Callable[[Any, grpc.Server], None]] = {
-    "traces": trace_service_pb2_grpc.add_TraceServiceServicer_to_server,
-    "logs": logs_service_pb2_grpc.add_LogsServiceServicer_to_server,
-    "metrics": metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server,
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
+_SERVICES = {
+    "traces": "opentelemetry.proto.collector.trace.v1.TraceService",
+    "logs": "opentelemetry.proto.collector.logs.v1.LogsService",
+    "metrics": "opentelemetry.proto.collector.metrics.v1.MetricsService",
 }
 
 
 def otlp_grpc_server(
-    address: str, consumer: Consumer, limits: ReceiverLimits, token: Secret | None
+    address: str,
+    consumer: Consumer,
+    decoder: DecodePool,
+    limits: ReceiverLimits,
+    token: Secret | None,
 ) -> tuple[grpc.Server, int]:
-    """A started-ready (not yet started) gRPC server bound to `address`, and its port."""
+    """A gRPC server (not yet started) bound to `address`, and its port."""
     server = grpc.server(
         ThreadPoolExecutor(max_workers=limits.max_inflight, thread_name_prefix="steth-grpc"),
         maximum_concurrent_rpcs=limits.max_inflight * 2,
@@ -91,10 +107,14 @@ def otlp_grpc_server(
         ],
     )
     admission = Admission(limits.max_inflight)
-    for signal, register in _REGISTRARS.items():
-        register(_ExportService(signal, consumer, admission, token), server)
+    for signal, service_name in _SERVICES.items():
+        service = _ExportService(signal, consumer, decoder, limits, admission, token)
+        # No request deserializer: the raw bytes go to a decode worker, parsed only there.
+        method = grpc.unary_unary_rpc_method_handler(service.export, response_serializer=_serialize)
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service_name, {"Export": method}),)
+        )
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind OTLP/gRPC to {address}")
     return server, port
-

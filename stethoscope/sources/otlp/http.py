@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from stethoscope.errors import IngestError, Overloaded, Rejected
 from stethoscope.sources.otlp.codec import encode_response, export_response
+from stethoscope.sources.otlp.decodepool import DecodePool
 from stethoscope.sources.otlp.receiver import Admission, Consumer, ReceiverLimits, Secret, ingest
 
 _GRPC_CODE_FOR_STATUS = {400: 3, 401: 16, 413: 8, 415: 3, 429: 8, 503: 14}
@@ -52,11 +53,10 @@ def check_auth(request: Request, token: Secret | None) -> None:
 def otlp_endpoint(
     signal: str,
     consumer: Consumer,
+    decoder: DecodePool,
     limits: ReceiverLimits,
     admission: Admission,
     token: Secret | None,
-    *,
-    imported: bool = False,
 ) -> Callable[[Request], Awaitable[Response]]:
     """The handler for one signal's POST path."""
 
@@ -69,12 +69,12 @@ def otlp_endpoint(
                 batch = await run_in_threadpool(
                     ingest,
                     consumer,
+                    decoder,
                     signal,
                     body,
                     content_type=content_type,
                     content_encoding=request.headers.get("content-encoding", ""),
                     max_body_bytes=limits.max_body_bytes,
-                    imported=imported,
                 )
         except IngestError as error:
             return error_response(error, content_type)
@@ -90,20 +90,22 @@ async def healthz(request: Request) -> Response:
 
 
 def otlp_routes(
-    consumer: Consumer, limits: ReceiverLimits, token: Secret | None
+    consumer: Consumer, decoder: DecodePool, limits: ReceiverLimits, token: Secret | None
 ) -> list[Route]:
     """The OTLP/HTTP routes, sharing one in-flight bound."""
     admission = Admission(limits.max_inflight)
     return [
         Route(
             f"/v1/{signal}",
-            otlp_endpoint(signal, consumer, limits, admission, token),
+            otlp_endpoint(signal, consumer, decoder, limits, admission, token),
             methods=["POST"],
         )
         for signal in ("traces", "logs", "metrics")
     ] + [Route("/healthz", healthz, methods=["GET"])]
 
 
-def otlp_http_app(consumer: Consumer, limits: ReceiverLimits, token: Secret | None) -> Starlette:
+def otlp_http_app(
+    consumer: Consumer, decoder: DecodePool, limits: ReceiverLimits, token: Secret | None
+) -> Starlette:
     """The ASGI app served on the OTLP/HTTP port (4318)."""
-    return Starlette(routes=otlp_routes(consumer, limits, token))
+    return Starlette(routes=otlp_routes(consumer, decoder, limits, token))

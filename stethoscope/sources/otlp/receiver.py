@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import grpc
 
-from stethoscope.errors import IngestError, Overloaded, Rejected
+from stethoscope.errors import IngestError, Overloaded
 from stethoscope.model.batch import SignalBatch
-from stethoscope.sources.otlp.codec import DEFAULT_MAX_BODY, decode_request, decompress
+from stethoscope.sources.otlp.codec import DEFAULT_MAX_BODY
+from stethoscope.sources.otlp.decodepool import DecodePool
 
 Consumer = Callable[[SignalBatch], None]
 
@@ -46,12 +47,15 @@ class ReceiverLimits:
 
     max_body_bytes: int = DEFAULT_MAX_BODY
     max_inflight: int = 16
+    decode_workers: int = 2
 
     def validate(self) -> None:
         if self.max_body_bytes < 1024:
             raise ValueError("max_body_bytes must be at least 1 KiB")
         if self.max_inflight < 1:
             raise ValueError("max_inflight must be at least 1")
+        if self.decode_workers < 0:
+            raise ValueError("decode_workers must be 0 or more")
 
 
 class Admission:
@@ -71,6 +75,7 @@ class Admission:
 
 def ingest(
     consumer: Consumer,
+    decoder: DecodePool,
     signal: str,
     body: bytes,
     *,
@@ -79,11 +84,15 @@ def ingest(
     max_body_bytes: int = DEFAULT_MAX_BODY,
     imported: bool = False,
 ) -> SignalBatch:
-    """Decompress, decode and hand a request to the consumer; the batch tells what was kept."""
-    if not body:
-        raise Rejected("empty body (send an Export request, which may itself be empty)")
-    data = decompress(body, content_encoding, max_size=max_body_bytes)
-    batch = decode_request(signal, data, content_type, imported=imported)
+    """Decode a request and hand it to the consumer; the batch tells what was kept."""
+    batch = decoder.decode(
+        signal,
+        body,
+        content_type=content_type,
+        content_encoding=content_encoding,
+        max_body_bytes=max_body_bytes,
+        imported=imported,
+    )
     if batch.accepted:
         consumer(batch)
     return batch

@@ -1,4 +1,4 @@
-"""The DuckDB tables, derived from the Arrow schemas in `stethoscope.model` (one source of truth)."""
+"""The DuckDB tables, derived from the Arrow schemas in `stethoscope.model` (one truth)."""
 
 from __future__ import annotations
 

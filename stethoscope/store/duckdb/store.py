@@ -76,9 +76,9 @@ class DuckDBStore:
 
     def applied_seq(self) -> int:
         """The last WAL sequence number whose data is committed (0 when none)."""
-        found = self.cursor().execute(
-            "SELECT value FROM meta WHERE key = 'wal_applied_seq'"
-        ).fetchone()
+        found = (
+            self.cursor().execute("SELECT value FROM meta WHERE key = 'wal_applied_seq'").fetchone()
+        )
         return int(found[0]) if found else 0
 
     def prune(self, *, older_than_ns: int) -> int:

@@ -1,0 +1,221 @@
+"""Shared fixtures: the real `steth up` as a child process, and the CLI run against it.
+
+`start_server(token=None, extra_args=())` starts a server on fresh loopback ports and waits until
+`GET /healthz` answers 200 on the OTLP/HTTP port and `<data>/server.json` exists; teardown sends
+SIGTERM and asserts a clean exit (0). `server` is one such server shared by a test module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+STARTUP_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+CLI_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli_env() -> dict[str, str]:
+    """The environment for child processes, without the user's own steth settings."""
+    env = {k: v for k, v in os.environ.items() if k not in ("STETH_DATA", "STETH_TOKEN")}
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def run_steth(*args: str, timeout: float = CLI_TIMEOUT_S) -> tuple[int, str, str]:
+    """Run `steth ARGS` as a subprocess; (returncode, stdout, stderr)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "stethoscope.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+@dataclass
+class RunningServer:
+    """A `steth up` child process and how to reach it."""
+
+    data: Path
+    grpc_port: int
+    http_port: int
+    ui_port: int
+    token: str | None
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def otlp_url(self) -> str:
+        """Base URL of the OTLP/HTTP receiver (append /v1/traces etc.)."""
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def api_url(self) -> str:
+        """Base URL of the query API."""
+        return f"http://127.0.0.1:{self.ui_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        """host:port of the OTLP/gRPC receiver."""
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def log(self) -> str:
+        """What the server wrote to stdout and stderr so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def steth(self, *args: str, timeout: float = CLI_TIMEOUT_S) -> tuple[int, str, str]:
+        """Run `steth ARGS --data DATA`; (returncode, stdout, stderr)."""
+        return run_steth(*args, "--data", str(self.data), timeout=timeout)
+
+    def steth_json(self, *args: str) -> Any:
+        """Run `steth ARGS --json --data DATA`, require exit 0, and parse stdout."""
+        code, out, err = self.steth(*args, "--json")
+        assert code == 0, f"steth {' '.join(args)} exited {code}: {err}"
+        return json.loads(out)
+
+    def healthy(self) -> bool:
+        """Whether both HTTP ports answer /healthz with 200 and the process is alive."""
+        if self.process.poll() is not None:
+            return False
+        try:
+            for port in (self.http_port, self.ui_port):
+                response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                if response.status_code != 200:
+                    return False
+        except httpx.HTTPError:
+            return False
+        return True
+
+    def stop(self) -> int:
+        """SIGTERM, wait, kill if needed; the exit code (-9 when it had to be killed)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=STOP_TIMEOUT_S)
+        return int(self.process.returncode)
+
+
+def _wait_ready(server: RunningServer) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    with httpx.Client(timeout=2) as client:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                pytest.fail(f"steth up exited {server.process.returncode}:\n{server.log()}")
+            try:
+                ok = client.get(f"{server.otlp_url}/healthz").status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok and (server.data / "server.json").exists():
+                return
+            time.sleep(0.05)
+    pytest.fail(f"steth up was not ready within {STARTUP_TIMEOUT_S}s:\n{server.log()}")
+
+
+@contextmanager
+def launch_server(
+    base: Path, *, token: str | None = None, extra_args: Sequence[str] = ()
+) -> Iterator[RunningServer]:
+    """Start `steth up` with its data under `base`; stop it (and check exit 0) on leaving."""
+    data = base / "data"
+    ports = free_port(), free_port(), free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "stethoscope.cli.main",
+        "up",
+        "--data",
+        str(data),
+        "--host",
+        "127.0.0.1",
+        "--grpc-port",
+        str(ports[0]),
+        "--http-port",
+        str(ports[1]),
+        "--ui-port",
+        str(ports[2]),
+        *extra_args,
+    ]
+    if token is not None:
+        command += ["--token", token]
+    log_path = base / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=cli_env()
+        )
+    server = RunningServer(
+        data=data,
+        grpc_port=ports[0],
+        http_port=ports[1],
+        ui_port=ports[2],
+        token=token,
+        process=process,
+        log_path=log_path,
+        headers={"Authorization": f"Bearer {token}"} if token else {},
+    )
+    try:
+        _wait_ready(server)
+        yield server
+    finally:
+        code = server.stop()
+    assert code == 0, f"steth up exited {code}:\n{server.log()}"
+
+
+ServerFactory = Callable[..., RunningServer]
+
+
+@contextmanager
+def _server_factory(make_base: Callable[[], Path]) -> Iterator[ServerFactory]:
+    with ExitStack() as stack:
+
+        def start(*, token: str | None = None, extra_args: Sequence[str] = ()) -> RunningServer:
+            base = make_base()
+            return stack.enter_context(launch_server(base, token=token, extra_args=extra_args))
+
+        yield start
+
+
+@pytest.fixture
+def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+    """A factory: `start_server(token=None, extra_args=())` starts a server for this test."""
+    with _server_factory(lambda: tmp_path_factory.mktemp("server")) as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def start_module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+    """Like `start_server`, but the servers live until the module's tests are done."""
+    with _server_factory(lambda: tmp_path_factory.mktemp("server")) as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def server(start_module_server: ServerFactory) -> RunningServer:
+    """One server without a token, shared by the tests of a module."""
+    return start_module_server()
