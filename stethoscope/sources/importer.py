@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,10 +87,18 @@ def read_requests(
             signal = signal_of(line)
             if signal is None:
                 summary.rejected_lines += 1
-                summary.problem(f"{path.name}:{number}: not an OTLP export request")
+                summary.problem(f"{path.name}:{number}: {_why_not_a_request(line)}")
                 continue
             yield number, signal, line
         advance(raw.tell() - position)
+
+
+def _why_not_a_request(line: bytes) -> str:
+    try:
+        json.loads(line)
+    except ValueError as error:
+        return f"not valid JSON: {error}"
+    return "not an OTLP export request (no resourceSpans, resourceLogs or resourceMetrics)"
 
 
 def decode_line(signal: str, line: bytes) -> SignalBatch:

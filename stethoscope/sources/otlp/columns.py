@@ -149,7 +149,7 @@ def check_trace_id(raw: bytes, *, required: bool) -> bytes:
         return raw
     if not raw and not required:
         return ZERO16
-    raise BadRecord(f"invalid trace id ({len(raw)} bytes)")
+    raise BadRecord(f"invalid trace id: {len(raw)} bytes, need 16 and not all zero")
 
 
 def check_span_id(raw: bytes, *, required: bool) -> bytes:
@@ -158,7 +158,7 @@ def check_span_id(raw: bytes, *, required: bool) -> bytes:
         return raw
     if not raw and not required:
         return ZERO8
-    raise BadRecord(f"invalid span id ({len(raw)} bytes)")
+    raise BadRecord(f"invalid span id: {len(raw)} bytes, need 8 and not all zero")
 
 
 def clamp_ns(value: int) -> int:

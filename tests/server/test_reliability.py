@@ -1,0 +1,189 @@
+"""What an operator relies on when things go wrong: kill -9, restarts, overload, retention."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from conftest import cli_env, free_port, launch_server, run_steth
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+PROTOBUF = {"Content-Type": "application/x-protobuf"}
+
+
+def span_request(service: str, trace_ids: list[bytes], *, spans_per_trace: int = 1) -> bytes:
+    """An export request with one root span (plus children) per trace id."""
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    resource_spans.resource.attributes.add(key="service.name", value=AnyValue(string_value=service))
+    scope_spans = resource_spans.scope_spans.add()
+    now = time.time_ns()
+    for trace_id in trace_ids:
+        for i in range(spans_per_trace):
+            span = scope_spans.spans.add()
+            span.trace_id = trace_id
+            span.span_id = (i + 1).to_bytes(8, "big")
+            if i:
+                span.parent_span_id = (1).to_bytes(8, "big")
+            span.name = f"op-{i}"
+            span.start_time_unix_nano = now
+            span.end_time_unix_nano = now + 1_000_000
+            span.attributes.add(key="payload", value=AnyValue(string_value="x" * 200))
+    return request.SerializeToString()
+
+
+def start_raw_server(data: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int, int]:
+    """`steth up` on fresh ports; (process, http port, api port) once healthy."""
+    grpc_port, http_port, api_port = free_port(), free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stethoscope.cli.main", "up", "--data", str(data),
+         "--grpc-port", str(grpc_port), "--http-port", str(http_port),
+         "--ui-port", str(api_port), *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        env=cli_env(),
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=1).status_code == 200:
+                return process, http_port, api_port
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    process.kill()
+    raise AssertionError("server did not start")
+
+
+def stored_trace_count(data: Path, service: str) -> int:
+    """Traces of a service as the CLI reports them from the store itself."""
+    import json
+
+    code, out, err = run_steth("traces", "--service", service, "--limit", "100000", "--json",
+                               "--data", str(data))  # fmt: skip
+    assert code == 0, err
+    return len(json.loads(out)["traces"])
+
+
+@pytest.mark.slow
+def test_every_acknowledged_span_survives_kill_9(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    process, http_port, _ = start_raw_server(data)
+    acknowledged: list[bytes] = []
+    stop = threading.Event()
+
+    def send(worker: int) -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=10) as client:
+            n = 0
+            while not stop.is_set():
+                ids = [os.urandom(16) for _ in range(20)]
+                try:
+                    response = client.post("/v1/traces", content=span_request("victim", ids),
+                                           headers=PROTOBUF)  # fmt: skip
+                except httpx.HTTPError:
+                    return  # the server is gone: nothing more was acknowledged
+                if response.status_code == 200:
+                    acknowledged.extend(ids)
+                n += 1
+
+    senders = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+    for thread in senders:
+        thread.start()
+    time.sleep(3)
+    process.kill()  # SIGKILL while requests are in flight
+    process.wait()
+    stop.set()
+    for thread in senders:
+        thread.join()
+    assert len(acknowledged) > 100, "the test sent too little to prove anything"
+
+    process, _, _ = start_raw_server(data)  # replays the write-ahead log
+    process.terminate()
+    assert process.wait(timeout=60) == 0
+    assert stored_trace_count(data, "victim") >= len(acknowledged)
+    assert stored_trace_count(data, "victim") <= len(acknowledged) + 4 * 20  # in flight at kill
+
+
+@pytest.mark.slow
+def test_data_survives_a_clean_restart(tmp_path: Path) -> None:
+    with launch_server(tmp_path) as server:
+        response = httpx.post(f"{server.otlp_url}/v1/traces", headers=PROTOBUF,
+                              content=span_request("persistent", [os.urandom(16)], spans_per_trace=3))  # fmt: skip
+        assert response.status_code == 200
+    with launch_server(tmp_path) as server:
+        traces = server.steth_json("traces", "--service", "persistent")["traces"]
+        assert [t["span_count"] for t in traces] == [3]
+    # And with no server running, the CLI reads the store itself.
+    assert stored_trace_count(tmp_path / "data", "persistent") == 1
+
+
+@pytest.mark.slow
+def test_overload_is_refused_with_retry_after_and_memory_stays_bounded(tmp_path: Path) -> None:
+    # A tiny pending-data bound makes the writer the bottleneck at once.
+    with launch_server(tmp_path, extra_args=["--max-pending", "1"]) as server:
+        body = span_request("flood", [os.urandom(16) for _ in range(400)], spans_per_trace=2)
+        statuses: list[int] = []
+        retry_after: set[str] = set()
+        acknowledged = 0
+        lock = threading.Lock()
+        peak_rss = 0
+        done = threading.Event()
+
+        def flood() -> None:
+            nonlocal acknowledged
+            with httpx.Client(base_url=server.otlp_url, timeout=30) as client:
+                for _ in range(40):
+                    response = client.post("/v1/traces", content=body, headers=PROTOBUF)
+                    with lock:
+                        statuses.append(response.status_code)
+                        if response.status_code == 200:
+                            acknowledged += 800
+                        elif "retry-after" in response.headers:
+                            retry_after.add(response.headers["retry-after"])
+
+        def watch() -> None:
+            nonlocal peak_rss
+            process = psutil.Process(server.process.pid)
+            while not done.is_set():
+                rss = process.memory_info().rss + sum(
+                    child.memory_info().rss for child in process.children(recursive=True)
+                )
+                peak_rss = max(peak_rss, rss)
+                time.sleep(0.1)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        floods = [threading.Thread(target=flood) for _ in range(12)]
+        for thread in floods:
+            thread.start()
+        for thread in floods:
+            thread.join()
+        done.set()
+        watcher.join()
+
+        refused = [s for s in statuses if s in (429, 503)]
+        assert refused, f"no backpressure seen: {sorted(set(statuses))}"
+        assert set(statuses) <= {200, 429, 503}
+        assert retry_after and all(value.isdigit() for value in retry_after)
+        assert peak_rss < 1024**3
+        assert server.healthy()
+        stats = httpx.get(f"{server.api_url}/api/stats").json()
+        assert stats["refused_overload"] > 0 or 429 in statuses
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{server.api_url}/api/stats").json()["pending_bytes"] and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.2)
+        spans = sum(
+            t["span_count"]
+            for t in server.steth_json("traces", "--service", "flood", "--limit", "100000")[
+                "traces"
+            ]
+        )
+        assert spans == acknowledged
