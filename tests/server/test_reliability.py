@@ -113,8 +113,8 @@ def test_every_acknowledged_span_survives_kill_9(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_data_survives_a_clean_restart(tmp_path: Path) -> None:
     with launch_server(tmp_path) as server:
-        response = httpx.post(f"{server.otlp_url}/v1/traces", headers=PROTOBUF,
-                              content=span_request("persistent", [os.urandom(16)], spans_per_trace=3))  # fmt: skip
+        body = span_request("persistent", [os.urandom(16)], spans_per_trace=3)
+        response = httpx.post(f"{server.otlp_url}/v1/traces", headers=PROTOBUF, content=body)
         assert response.status_code == 200
     with launch_server(tmp_path) as server:
         traces = server.steth_json("traces", "--service", "persistent")["traces"]
