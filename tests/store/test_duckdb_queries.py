@@ -828,3 +828,20 @@ def test_services_http_status_values(tmp_path: Path, status: Any, error: bool) -
         assert found["error_spans"] == int(error)
     finally:
         fresh.close()
+
+
+def test_traces_pick_looks_past_one_busy_trace(tmp_path: Path) -> None:
+    # 40 spans of one new trace hide the older trace from the first look at the newest spans
+    busy = [span("bb" * 16, f"{i + 1:016x}", "", "op", 100 + i, 1) for i in range(40)]
+    older = [span("0c" * 16, "0c" * 8, "", "op", 0, 1)]
+    fresh = DuckDBStore(tmp_path)
+    try:
+        fresh.write([decode_traces(span_request([(FRONTEND, busy + older)]))])
+        found = fresh.traces(TraceQuery(limit=2))
+        assert [(t["trace_id"], t["span_count"]) for t in found] == [
+            ("bb" * 16, 40),
+            ("0c" * 16, 1),
+        ]
+        assert [t["trace_id"] for t in fresh.traces(TraceQuery(limit=5))] == ["bb" * 16, "0c" * 16]
+    finally:
+        fresh.close()

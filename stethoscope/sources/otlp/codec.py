@@ -65,14 +65,24 @@ def decompress(body: bytes, encoding: str, *, max_size: int = DEFAULT_MAX_BODY) 
     if encoding not in ("gzip", "deflate"):
         raise Rejected(f"unsupported Content-Encoding {encoding!r} (use gzip)", status=415)
     wbits = 47 if encoding == "gzip" else 15  # 47: gzip or zlib header, auto-detected
-    inflater = zlib.decompressobj(wbits)
-    try:
-        data = inflater.decompress(body, max_size + 1)
-    except zlib.error as error:
-        raise Rejected(f"body is not valid {encoding}: {error}") from None
-    if len(data) > max_size or inflater.unconsumed_tail:
-        raise Rejected(f"decompressed body exceeds the {max_size} byte limit", status=413)
-    return data
+    data = b""
+    rest = body
+    # A gzip body may hold several members back to back (RFC 1952 2.2); all of them are the body.
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            data += inflater.decompress(rest, max_size + 1 - len(data))
+        except zlib.error as error:
+            raise Rejected(f"body is not valid {encoding}: {error}") from None
+        if len(data) > max_size or inflater.unconsumed_tail:
+            raise Rejected(f"decompressed body exceeds the {max_size} byte limit", status=413)
+        if not inflater.eof:
+            raise Rejected(f"body is not valid {encoding}: the stream is truncated")
+        rest = inflater.unused_data
+        if not rest:
+            return data
+        if encoding != "gzip":
+            raise Rejected(f"body is not valid {encoding}: data after the end of the stream")
 
 
 def parse_request(signal: str, body: bytes, content_type: str) -> Message:

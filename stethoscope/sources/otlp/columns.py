@@ -1,7 +1,9 @@
 """Column builders that turn OTLP protobuf pieces into Arrow arrays without per-record objects.
 
-Each builder appends plain Python scalars to flat lists and converts them to Arrow once per
-request; nested lists (attributes, events, links) are offsets over flat children.
+Fields are read with list comprehensions over all records of a request at once (several times
+faster than a Python loop with appends), and nested lists (attributes, events, links) become
+offsets over flat children. A record that cannot be kept is not removed on the spot: its index
+is collected, and the finished table is filtered once.
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections.abc import Sequence
+from itertools import accumulate, chain
+from operator import attrgetter, methodcaller
 from typing import Any
 
 import numpy as np
@@ -20,6 +25,26 @@ from stethoscope.model.schema import ATTRIBUTE, ValueType
 MAX_VALUE_DEPTH = 32
 ZERO8 = b"\x00" * 8
 ZERO16 = b"\x00" * 16
+INT64_MAX = (1 << 63) - 1
+
+_TYPE_OF_KIND = {
+    "string_value": ValueType.STRING,
+    "bool_value": ValueType.BOOL,
+    "int_value": ValueType.INT,
+    "double_value": ValueType.DOUBLE,
+    "bytes_value": ValueType.BYTES,
+    "array_value": ValueType.ARRAY,
+    "kvlist_value": ValueType.KVLIST,
+    "string_value_strindex": ValueType.INT,
+    None: ValueType.EMPTY,
+}
+
+
+# C-level accessors: map() with these beats a comprehension on the hot path.
+_KEY = attrgetter("key")
+_VALUE = attrgetter("value")
+_STRING = attrgetter("string_value")
+_KIND = methodcaller("WhichOneof", "value")
 
 
 class BadRecord(ValueError):
@@ -31,23 +56,15 @@ def any_to_python(value: Any, depth: int = 0) -> Any:
     if depth > MAX_VALUE_DEPTH:
         raise BadRecord(f"value nested deeper than {MAX_VALUE_DEPTH} levels")
     kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "int_value":
-        return value.int_value
-    if kind == "double_value":
-        return _json_double(value.double_value)
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode()
     if kind == "array_value":
         return [any_to_python(item, depth + 1) for item in value.array_value.values]
     if kind == "kvlist_value":
         return {kv.key: any_to_python(kv.value, depth + 1) for kv in value.kvlist_value.values}
-    if kind == "string_value_strindex":
-        return value.string_value_strindex
-    return None
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    if kind == "double_value":
+        return _json_double(value.double_value)
+    return getattr(value, kind) if kind else None
 
 
 def _json_double(number: float) -> float | str:
@@ -55,54 +72,57 @@ def _json_double(number: float) -> float | str:
     return number if number == number and abs(number) != float("inf") else repr(number)
 
 
-def encode_value(value: Any) -> tuple[int, str]:
-    """An AnyValue as (ValueType, text) for the attribute and body columns."""
-    kind = value.WhichOneof("value")
+def value_text(value: Any, kind: str | None) -> str:
+    """The text form of an AnyValue whose oneof field is `kind` (see ValueType)."""
     if kind == "string_value":
-        return ValueType.STRING, value.string_value
+        return str(value.string_value)
     if kind == "int_value":
-        return ValueType.INT, str(value.int_value)
+        return str(value.int_value)
     if kind == "double_value":
-        return ValueType.DOUBLE, repr(value.double_value)
+        return repr(value.double_value)
     if kind == "bool_value":
-        return ValueType.BOOL, "true" if value.bool_value else "false"
+        return "true" if value.bool_value else "false"
     if kind == "bytes_value":
-        return ValueType.BYTES, base64.b64encode(value.bytes_value).decode()
-    if kind == "array_value":
-        return ValueType.ARRAY, json.dumps(any_to_python(value), separators=(",", ":"))
-    if kind == "kvlist_value":
-        return ValueType.KVLIST, json.dumps(any_to_python(value), separators=(",", ":"))
+        return base64.b64encode(value.bytes_value).decode()
+    if kind in ("array_value", "kvlist_value"):
+        return json.dumps(any_to_python(value), separators=(",", ":"))
     if kind == "string_value_strindex":
-        return ValueType.INT, str(value.string_value_strindex)
-    return ValueType.EMPTY, ""
+        return str(value.string_value_strindex)
+    return ""
 
 
-class AttributeColumn:
-    """A list-of-attributes column, one entry per record."""
+def encode_values(values: Sequence[Any]) -> tuple[list[int], list[str], set[int]]:
+    """AnyValues as (ValueType codes, texts, indexes of values nested too deeply)."""
+    kinds = [value.WhichOneof("value") for value in values]
+    types = [_TYPE_OF_KIND[kind] for kind in kinds]
+    texts = [
+        value.string_value if kind == "string_value" else ""
+        for value, kind in zip(values, kinds, strict=True)
+    ]
+    bad: set[int] = set()
+    for i in [i for i, kind in enumerate(kinds) if kind != "string_value"]:
+        try:
+            texts[i] = value_text(values[i], kinds[i])
+        except BadRecord:
+            bad.add(i)
+    return types, texts, bad
 
-    __slots__ = ("keys", "types", "values", "offsets")
 
-    def __init__(self) -> None:
-        self.keys: list[str] = []
-        self.types: list[int] = []
-        self.values: list[str] = []
-        self.offsets: list[int] = [0]
+class FlatAttributes:
+    """Attributes of many records at once: flat key/type/value lists plus record offsets."""
 
-    def add(self, key_values: Iterable[Any]) -> None:
-        """Append one record's attributes (a repeated KeyValue)."""
-        keys, types, values = self.keys, self.types, self.values
-        for kv in key_values:
-            value_type, text = encode_value(kv.value)
-            keys.append(kv.key)
-            types.append(value_type)
-            values.append(text)
-        self.offsets.append(len(keys))
+    def __init__(self, kv_lists: Sequence[Any]) -> None:
+        self.offsets = list(accumulate(map(len, kv_lists), initial=0))
+        flat = list(chain.from_iterable(kv_lists))
+        self.keys: list[str] = list(map(_KEY, flat))
+        self.types, self.texts, bad = encode_values(list(map(_VALUE, flat)))
+        self.bad_records = owners(self.offsets, bad)
 
-    def truncate(self, records: int) -> None:
-        """Keep only the first `records` records (later ones were rejected)."""
-        del self.offsets[records + 1 :]
-        end = self.offsets[-1]
-        del self.keys[end:], self.types[end:], self.values[end:]
+    def record(self, index: int) -> list[tuple[str, int, str]]:
+        """One record's (key, type, text) triples."""
+        start, end = self.offsets[index], self.offsets[index + 1]
+        keys, types, texts = self.keys[start:end], self.types[start:end], self.texts[start:end]
+        return list(zip(keys, types, texts, strict=True))
 
     def to_arrow(self) -> pa.Array:
         """The column as a List<Struct<key, type, value>> array."""
@@ -110,24 +130,45 @@ class AttributeColumn:
             [
                 pa.array(self.keys, pa.string()),
                 pa.array(self.types, pa.uint8()),
-                pa.array(self.values, pa.string()),
+                pa.array(self.texts, pa.string()),
             ],
             fields=list(ATTRIBUTE),
         )
         return pa.ListArray.from_arrays(pa.array(self.offsets, pa.int32()), children)
 
 
-def attributes_digest(schema_url: str, column: AttributeColumn, start: int) -> int:
+def nested_offsets(lists: Sequence[Any]) -> list[int]:
+    """Offsets of a list column whose entries have these lengths."""
+    return list(accumulate(map(len, lists), initial=0))
+
+
+def owners(offsets: list[int], children: set[int]) -> set[int]:
+    """The records owning these flat child indexes."""
+    return {bisect_right(offsets, child) - 1 for child in children}
+
+
+def attributes_digest(schema_url: str, triples: list[tuple[str, int, str]]) -> int:
     """A stable 64-bit id for an attribute set (resources and scopes are stored once by it)."""
     digest = hashlib.blake2b(digest_size=8)
     digest.update(schema_url.encode())
-    for i in range(start, len(column.keys)):
-        digest.update(b"\x1f" + column.keys[i].encode() + b"\x1e")
-        digest.update(bytes([column.types[i]]) + column.values[i].encode())
+    for key, value_type, text in triples:
+        digest.update(b"\x1f" + key.encode() + b"\x1e" + bytes([value_type]) + text.encode())
     return int.from_bytes(digest.digest(), "little")
 
 
-def trace_id_halves(ids: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+def checked_ids(ids: list[bytes], width: int, *, required: bool) -> tuple[list[bytes], set[int]]:
+    """Ids padded to `width` bytes for the column, and the indexes of invalid ones.
+
+    Valid: exactly `width` bytes, not all zero; or empty when not `required` (stored as 0).
+    """
+    zero = b"\x00" * width
+    bad = {i for i, raw in enumerate(ids) if len(raw) != width or raw == zero if raw or required}
+    if not bad and len(ids) and not required:
+        return [raw or zero for raw in ids], bad
+    return [zero if i in bad else (raw or zero) for i, raw in enumerate(ids)], bad
+
+
+def id_halves(ids: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     """Concatenated 16-byte trace ids as (hi, lo) UInt64 arrays, big-endian as in hex."""
     if not ids:
         empty = np.zeros(0, dtype=np.uint64)
@@ -136,31 +177,14 @@ def trace_id_halves(ids: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     return pairs[:, 0].copy(), pairs[:, 1].copy()
 
 
-def span_ids(ids: list[bytes]) -> np.ndarray:
+def id_values(ids: list[bytes]) -> np.ndarray:
     """Concatenated 8-byte span ids as a UInt64 array."""
     if not ids:
         return np.zeros(0, dtype=np.uint64)
     return np.frombuffer(b"".join(ids), dtype=">u8").astype(np.uint64)
 
 
-def check_trace_id(raw: bytes, *, required: bool) -> bytes:
-    """The id padded for the column, or BadRecord when its length or value is invalid."""
-    if len(raw) == 16 and raw != ZERO16:
-        return raw
-    if not raw and not required:
-        return ZERO16
-    raise BadRecord(f"invalid trace id: {len(raw)} bytes, need 16 and not all zero")
-
-
-def check_span_id(raw: bytes, *, required: bool) -> bytes:
-    """The id padded for the column, or BadRecord when its length or value is invalid."""
-    if len(raw) == 8 and (raw != ZERO8 or not required):
-        return raw
-    if not raw and not required:
-        return ZERO8
-    raise BadRecord(f"invalid span id: {len(raw)} bytes, need 8 and not all zero")
-
-
-def clamp_ns(value: int) -> int:
-    """A fixed64 nanosecond time clamped into int64 (years past 2262 are not real data)."""
-    return value if value < 1 << 63 else (1 << 63) - 1
+def nanos(values: list[int]) -> np.ndarray:
+    """fixed64 nanosecond times clamped into int64 (years past 2262 are not real data)."""
+    array = np.array(values, dtype=np.uint64)
+    return np.minimum(array, INT64_MAX).astype(np.int64)

@@ -1,4 +1,4 @@
-"""OTLP export requests (protobuf messages) into SignalBatches, once, straight into columns.
+"""OTLP trace and log export requests into SignalBatches, once, straight into columns.
 
 A record with an invalid id or absurd nesting is rejected alone and counted, so that the
 receiver can answer with an exact `partial_success`; everything else in the request is kept.
@@ -6,544 +6,189 @@ receiver can answer with an exact `partial_success`; everything else in the requ
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from stethoscope.model.batch import SignalBatch
-from stethoscope.model.schema import (
-    EVENT,
-    LINK,
-    LOGS,
-    METRIC_POINTS,
-    RESOURCES,
-    SCOPES,
-    SPANS,
-    MetricType,
-)
+from stethoscope.model.schema import EVENT, LINK, LOGS, SPANS
 from stethoscope.sources.otlp.columns import (
-    AttributeColumn,
-    BadRecord,
-    any_to_python,
-    attributes_digest,
-    check_span_id,
-    check_trace_id,
-    clamp_ns,
-    encode_value,
-    span_ids,
-    trace_id_halves,
+    FlatAttributes,
+    checked_ids,
+    encode_values,
+    id_halves,
+    id_values,
+    nanos,
+    nested_offsets,
+    owners,
 )
+from stethoscope.sources.otlp.decode_metrics import decode_metrics
+from stethoscope.sources.otlp.origins import Origins
 
-MAX_REASONS = 5
-UNKNOWN_SERVICE = "unknown_service"
+__all__ = ["decode_logs", "decode_metrics", "decode_traces"]
 
-
-class _Origins:
-    """The resources and scopes of one request, each kept once, with their ids."""
-
-    def __init__(self) -> None:
-        self.resource_rows: dict[int, tuple[str, str, str, int]] = {}
-        self.resource_attrs = AttributeColumn()
-        self.scope_rows: dict[int, tuple[str, str, str, int]] = {}
-        self.scope_attrs = AttributeColumn()
-
-    def resource(self, resource: Any, schema_url: str) -> tuple[int, str]:
-        """Register a Resource; returns its id and service name."""
-        attrs = self.resource_attrs
-        start = len(attrs.keys)
-        attrs.add(resource.attributes)
-        resource_id = attributes_digest(schema_url, attrs, start)
-        service, instance = UNKNOWN_SERVICE, ""
-        for i in range(start, len(attrs.keys)):
-            if attrs.keys[i] == "service.name":
-                service = attrs.values[i]
-            elif attrs.keys[i] == "service.instance.id":
-                instance = attrs.values[i]
-        if resource_id in self.resource_rows:
-            attrs.truncate(len(self.resource_rows))
-        else:
-            self.resource_rows[resource_id] = (
-                service,
-                instance,
-                schema_url,
-                resource.dropped_attributes_count,
-            )
-        return resource_id, service
-
-    def scope(self, scope: Any, schema_url: str) -> int:
-        """Register an InstrumentationScope; returns its id."""
-        attrs = self.scope_attrs
-        start = len(attrs.keys)
-        attrs.add(scope.attributes)
-        identity = f"{schema_url}\x1d{scope.name}\x1d{scope.version}"
-        scope_id = attributes_digest(identity, attrs, start)
-        if scope_id in self.scope_rows:
-            attrs.truncate(len(self.scope_rows))
-        else:
-            self.scope_rows[scope_id] = (
-                scope.name,
-                scope.version,
-                schema_url,
-                scope.dropped_attributes_count,
-            )
-        return scope_id
-
-    def tables(self) -> dict[str, pa.Table]:
-        """The resources and scopes tables of the request."""
-        resources = list(self.resource_rows.items())
-        scopes = list(self.scope_rows.items())
-        return {
-            "resources": pa.Table.from_arrays(
-                [
-                    pa.array([rid for rid, _ in resources], pa.uint64()),
-                    pa.array([row[0] for _, row in resources], pa.string()),
-                    pa.array([row[1] for _, row in resources], pa.string()),
-                    pa.array([row[2] for _, row in resources], pa.string()),
-                    self.resource_attrs.to_arrow(),
-                    pa.array([row[3] for _, row in resources], pa.uint32()),
-                ],
-                schema=RESOURCES,
-            ),
-            "scopes": pa.Table.from_arrays(
-                [
-                    pa.array([sid for sid, _ in scopes], pa.uint64()),
-                    pa.array([row[0] for _, row in scopes], pa.string()),
-                    pa.array([row[1] for _, row in scopes], pa.string()),
-                    pa.array([row[2] for _, row in scopes], pa.string()),
-                    self.scope_attrs.to_arrow(),
-                    pa.array([row[3] for _, row in scopes], pa.uint32()),
-                ],
-                schema=SCOPES,
-            ),
-        }
+NESTING = "an attribute value nested too deeply"
 
 
-def _note(batch: SignalBatch, error: BadRecord) -> None:
-    batch.rejected += 1
-    if len(batch.reasons) < MAX_REASONS:
-        batch.reasons.append(str(error))
+class Rejections:
+    """The records of a request that cannot be kept, with a reason per kind of problem."""
+
+    def __init__(self, noun: str) -> None:
+        self.noun = noun
+        self.records: set[int] = set()
+        self.reasons: list[str] = []
+
+    def add(self, indexes: set[int], reason: str) -> None:
+        """Reject these records for this reason (no-op when empty)."""
+        if indexes:
+            self.records |= indexes
+            self.reasons.append(f"{len(indexes)} {self.noun}: {reason}")
+
+    def finish(self, batch: SignalBatch, name: str, table: pa.Table) -> SignalBatch:
+        """Put the table, without the rejected rows, in the batch with the counts."""
+        if self.records:
+            mask = np.ones(table.num_rows, dtype=bool)
+            mask[list(self.records)] = False
+            table = table.filter(pa.array(mask))
+        batch.tables[name] = table
+        batch.accepted = table.num_rows
+        batch.rejected = len(self.records)
+        batch.reasons = self.reasons
+        return batch
 
 
-def _flags(n: int, imported: bool) -> pa.Array:
+def _imported(n: int, imported: bool) -> pa.Array:
     return pa.array(np.full(n, imported, dtype=bool))
 
 
-class _EventColumn:
-    """The events of each span: List<Struct<time_ns, name, attributes, dropped>>."""
-
-    def __init__(self) -> None:
-        self.times: list[int] = []
-        self.names: list[str] = []
-        self.attrs = AttributeColumn()
-        self.dropped: list[int] = []
-        self.offsets: list[int] = [0]
-
-    def add(self, events: Any) -> None:
-        for event in events:
-            self.times.append(clamp_ns(event.time_unix_nano))
-            self.names.append(event.name)
-            self.attrs.add(event.attributes)
-            self.dropped.append(event.dropped_attributes_count)
-        self.offsets.append(len(self.times))
-
-    def truncate(self, records: int) -> None:
-        del self.offsets[records + 1 :]
-        end = self.offsets[-1]
-        del self.times[end:], self.names[end:], self.dropped[end:]
-        self.attrs.truncate(end)
-
-    def to_arrow(self) -> pa.Array:
-        children = pa.StructArray.from_arrays(
-            [
-                pa.array(self.times, pa.int64()),
-                pa.array(self.names, pa.string()),
-                self.attrs.to_arrow(),
-                pa.array(self.dropped, pa.uint32()),
-            ],
-            fields=list(EVENT),
-        )
-        return pa.ListArray.from_arrays(pa.array(self.offsets, pa.int32()), children)
+def _list_column(offsets: list[int], children: list[pa.Array], struct: pa.DataType) -> pa.Array:
+    values = pa.StructArray.from_arrays(children, fields=list(struct))
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
 
 
-class _LinkColumn:
-    """The links of each span: List<Struct<trace, span, state, attributes, dropped, flags>>."""
+def _events(spans: list[Any], rejections: Rejections) -> pa.Array:
+    lists = [span.events for span in spans]
+    offsets = nested_offsets(lists)
+    events = [event for events in lists for event in events]
+    attributes = FlatAttributes([event.attributes for event in events])
+    rejections.add(owners(offsets, attributes.bad_records), f"{NESTING} in an event")
+    children = [
+        pa.array(nanos([event.time_unix_nano for event in events]), pa.int64()),
+        pa.array([event.name for event in events], pa.string()),
+        attributes.to_arrow(),
+        pa.array([event.dropped_attributes_count for event in events], pa.uint32()),
+    ]
+    return _list_column(offsets, children, EVENT)
 
-    def __init__(self) -> None:
-        self.trace_ids: list[bytes] = []
-        self.span_ids: list[bytes] = []
-        self.states: list[str] = []
-        self.attrs = AttributeColumn()
-        self.dropped: list[int] = []
-        self.flags: list[int] = []
-        self.offsets: list[int] = [0]
 
-    def add(self, links: Any) -> None:
-        for link in links:
-            self.trace_ids.append(check_trace_id(link.trace_id, required=True))
-            self.span_ids.append(check_span_id(link.span_id, required=True))
-            self.states.append(link.trace_state)
-            self.attrs.add(link.attributes)
-            self.dropped.append(link.dropped_attributes_count)
-            self.flags.append(link.flags)
-        self.offsets.append(len(self.states))
-
-    def truncate(self, records: int) -> None:
-        del self.offsets[records + 1 :]
-        end = self.offsets[-1]
-        del self.trace_ids[end:], self.span_ids[end:], self.states[end:]
-        del self.dropped[end:], self.flags[end:]
-        self.attrs.truncate(end)
-
-    def to_arrow(self) -> pa.Array:
-        hi, lo = trace_id_halves(self.trace_ids)
-        children = pa.StructArray.from_arrays(
-            [
-                pa.array(hi, pa.uint64()),
-                pa.array(lo, pa.uint64()),
-                pa.array(span_ids(self.span_ids), pa.uint64()),
-                pa.array(self.states, pa.string()),
-                self.attrs.to_arrow(),
-                pa.array(self.dropped, pa.uint32()),
-                pa.array(self.flags, pa.uint32()),
-            ],
-            fields=list(LINK),
-        )
-        return pa.ListArray.from_arrays(pa.array(self.offsets, pa.int32()), children)
+def _links(spans: list[Any], rejections: Rejections) -> pa.Array:
+    lists = [span.links for span in spans]
+    offsets = nested_offsets(lists)
+    links = [link for links in lists for link in links]
+    trace_ids, bad_traces = checked_ids([link.trace_id for link in links], 16, required=True)
+    span_ids, bad_spans = checked_ids([link.span_id for link in links], 8, required=True)
+    attributes = FlatAttributes([link.attributes for link in links])
+    rejections.add(owners(offsets, bad_traces | bad_spans), "a link with an invalid id")
+    rejections.add(owners(offsets, attributes.bad_records), f"{NESTING} in a link")
+    hi, lo = id_halves(trace_ids)
+    children = [
+        pa.array(hi, pa.uint64()),
+        pa.array(lo, pa.uint64()),
+        pa.array(id_values(span_ids), pa.uint64()),
+        pa.array([link.trace_state for link in links], pa.string()),
+        attributes.to_arrow(),
+        pa.array([link.dropped_attributes_count for link in links], pa.uint32()),
+        pa.array([link.flags for link in links], pa.uint32()),
+    ]
+    return _list_column(offsets, children, LINK)
 
 
 def decode_traces(request: ExportTraceServiceRequest, *, imported: bool = False) -> SignalBatch:
     """Spans of an export request as the spans, resources and scopes tables."""
-    batch = SignalBatch("traces")
-    origins = _Origins()
-    resource_ids: list[int] = []
-    scope_ids: list[int] = []
-    services: list[str] = []
-    trace_ids: list[bytes] = []
-    own_ids: list[bytes] = []
-    parent_ids: list[bytes] = []
-    states: list[str] = []
-    flags: list[int] = []
-    names: list[str] = []
-    kinds: list[int] = []
-    starts: list[int] = []
-    durations: list[int] = []
-    status_codes: list[int] = []
-    status_messages: list[str] = []
-    attrs = AttributeColumn()
-    events = _EventColumn()
-    links = _LinkColumn()
-    dropped: tuple[list[int], list[int], list[int]] = ([], [], [])
-    for resource_spans in request.resource_spans:
-        resource_id, service = origins.resource(resource_spans.resource, resource_spans.schema_url)
-        for scope_spans in resource_spans.scope_spans:
-            scope_id = origins.scope(scope_spans.scope, scope_spans.schema_url)
-            for span in scope_spans.spans:
-                try:
-                    trace_id = check_trace_id(span.trace_id, required=True)
-                    own_id = check_span_id(span.span_id, required=True)
-                    parent_id = check_span_id(span.parent_span_id, required=False)
-                    attrs.add(span.attributes)
-                    events.add(span.events)
-                    links.add(span.links)
-                except BadRecord as error:
-                    kept = len(names)
-                    attrs.truncate(kept)
-                    events.truncate(kept)
-                    links.truncate(kept)
-                    _note(batch, error)
-                    continue
-                start = clamp_ns(span.start_time_unix_nano)
-                resource_ids.append(resource_id)
-                scope_ids.append(scope_id)
-                services.append(service)
-                trace_ids.append(trace_id)
-                own_ids.append(own_id)
-                parent_ids.append(parent_id)
-                states.append(span.trace_state)
-                flags.append(span.flags)
-                names.append(span.name)
-                kinds.append(span.kind)
-                starts.append(start)
-                durations.append(max(0, clamp_ns(span.end_time_unix_nano) - start))
-                status_codes.append(span.status.code)
-                status_messages.append(span.status.message)
-                dropped[0].append(span.dropped_attributes_count)
-                dropped[1].append(span.dropped_events_count)
-                dropped[2].append(span.dropped_links_count)
-    hi, lo = trace_id_halves(trace_ids)
-    n = len(names)
-    batch.tables = origins.tables()
-    batch.tables["spans"] = pa.Table.from_arrays(
-        [
-            pa.array(resource_ids, pa.uint64()),
-            pa.array(scope_ids, pa.uint64()),
-            pa.array(services, pa.string()),
-            pa.array(hi, pa.uint64()),
-            pa.array(lo, pa.uint64()),
-            pa.array(span_ids(own_ids), pa.uint64()),
-            pa.array(span_ids(parent_ids), pa.uint64()),
-            pa.array(states, pa.string()),
-            pa.array(flags, pa.uint32()),
-            pa.array(names, pa.string()),
-            pa.array(kinds, pa.uint8()),
-            pa.array(starts, pa.int64()),
-            pa.array(durations, pa.int64()),
-            pa.array(status_codes, pa.uint8()),
-            pa.array(status_messages, pa.string()),
-            attrs.to_arrow(),
-            events.to_arrow(),
-            links.to_arrow(),
-            pa.array(dropped[0], pa.uint32()),
-            pa.array(dropped[1], pa.uint32()),
-            pa.array(dropped[2], pa.uint32()),
-            _flags(n, imported),
-        ],
-        schema=SPANS,
-    )
-    batch.accepted = n
-    return batch
+    origins = Origins()
+    found = origins.gather(request.resource_spans, "scope_spans", "spans")
+    spans = found.items
+    rejections = Rejections("spans")
+    trace_ids, bad = checked_ids([span.trace_id for span in spans], 16, required=True)
+    rejections.add(bad, "invalid trace id (need 16 bytes, not all zero)")
+    span_ids, bad = checked_ids([span.span_id for span in spans], 8, required=True)
+    rejections.add(bad, "invalid span id (need 8 bytes, not all zero)")
+    parent_ids, bad = checked_ids([span.parent_span_id for span in spans], 8, required=False)
+    rejections.add(bad, "invalid parent span id (need 8 bytes or none)")
+    attributes = FlatAttributes([span.attributes for span in spans])
+    rejections.add(attributes.bad_records, NESTING)
+    starts = nanos([span.start_time_unix_nano for span in spans])
+    ends = nanos([span.end_time_unix_nano for span in spans])
+    statuses = [span.status for span in spans]
+    hi, lo = id_halves(trace_ids)
+    columns = [
+        pa.array(found.resource_ids, pa.uint64()),
+        pa.array(found.scope_ids, pa.uint64()),
+        pa.array(found.services, pa.string()),
+        pa.array(hi, pa.uint64()),
+        pa.array(lo, pa.uint64()),
+        pa.array(id_values(span_ids), pa.uint64()),
+        pa.array(id_values(parent_ids), pa.uint64()),
+        pa.array([span.trace_state for span in spans], pa.string()),
+        pa.array([span.flags for span in spans], pa.uint32()),
+        pa.array([span.name for span in spans], pa.string()),
+        pa.array([span.kind for span in spans], pa.uint8()),
+        pa.array(starts, pa.int64()),
+        pa.array(np.maximum(ends - starts, 0), pa.int64()),
+        pa.array([status.code for status in statuses], pa.uint8()),
+        pa.array([status.message for status in statuses], pa.string()),
+        attributes.to_arrow(),
+        _events(spans, rejections),
+        _links(spans, rejections),
+        pa.array([span.dropped_attributes_count for span in spans], pa.uint32()),
+        pa.array([span.dropped_events_count for span in spans], pa.uint32()),
+        pa.array([span.dropped_links_count for span in spans], pa.uint32()),
+        _imported(len(spans), imported),
+    ]
+    batch = SignalBatch("traces", tables=origins.tables())
+    return rejections.finish(batch, "spans", pa.Table.from_arrays(columns, schema=SPANS))
 
 
 def decode_logs(request: ExportLogsServiceRequest, *, imported: bool = False) -> SignalBatch:
     """Log records of an export request as the logs, resources and scopes tables."""
-    batch = SignalBatch("logs")
-    origins = _Origins()
-    resource_ids: list[int] = []
-    scope_ids: list[int] = []
-    services: list[str] = []
-    times: list[int] = []
-    observed: list[int] = []
-    severities: list[int] = []
-    severity_texts: list[str] = []
-    body_types: list[int] = []
-    bodies: list[str] = []
-    attrs = AttributeColumn()
-    dropped: list[int] = []
-    flags: list[int] = []
-    trace_ids: list[bytes] = []
-    own_ids: list[bytes] = []
-    event_names: list[str] = []
-    for resource_logs in request.resource_logs:
-        resource_id, service = origins.resource(resource_logs.resource, resource_logs.schema_url)
-        for scope_logs in resource_logs.scope_logs:
-            scope_id = origins.scope(scope_logs.scope, scope_logs.schema_url)
-            for record in scope_logs.log_records:
-                try:
-                    trace_id = check_trace_id(record.trace_id, required=False)
-                    span_id = check_span_id(record.span_id, required=False)
-                    body_type, body = encode_value(record.body)
-                    attrs.add(record.attributes)
-                except BadRecord as error:
-                    attrs.truncate(len(times))
-                    _note(batch, error)
-                    continue
-                seen = clamp_ns(record.observed_time_unix_nano)
-                resource_ids.append(resource_id)
-                scope_ids.append(scope_id)
-                services.append(service)
-                # The spec lets time be 0 (unknown); the observed time is the best we have.
-                times.append(clamp_ns(record.time_unix_nano) or seen)
-                observed.append(seen)
-                severities.append(record.severity_number)
-                severity_texts.append(record.severity_text)
-                body_types.append(body_type)
-                bodies.append(body)
-                dropped.append(record.dropped_attributes_count)
-                flags.append(record.flags)
-                trace_ids.append(trace_id)
-                own_ids.append(span_id)
-                event_names.append(record.event_name)
-    hi, lo = trace_id_halves(trace_ids)
-    n = len(times)
-    batch.tables = origins.tables()
-    batch.tables["logs"] = pa.Table.from_arrays(
-        [
-            pa.array(resource_ids, pa.uint64()),
-            pa.array(scope_ids, pa.uint64()),
-            pa.array(services, pa.string()),
-            pa.array(times, pa.int64()),
-            pa.array(observed, pa.int64()),
-            pa.array(severities, pa.uint8()),
-            pa.array(severity_texts, pa.string()),
-            pa.array(body_types, pa.uint8()),
-            pa.array(bodies, pa.string()),
-            attrs.to_arrow(),
-            pa.array(dropped, pa.uint32()),
-            pa.array(flags, pa.uint32()),
-            pa.array(hi, pa.uint64()),
-            pa.array(lo, pa.uint64()),
-            pa.array(span_ids(own_ids), pa.uint64()),
-            pa.array(event_names, pa.string()),
-            _flags(n, imported),
-        ],
-        schema=LOGS,
-    )
-    batch.accepted = n
-    return batch
-
-
-_POINT_COLUMNS = [field.name for field in METRIC_POINTS]
-
-
-class _PointRows:
-    """Metric data points as one dict of column lists (points are few next to spans)."""
-
-    def __init__(self) -> None:
-        self.columns: dict[str, list[Any]] = {name: [] for name in _POINT_COLUMNS}
-        self.attrs = AttributeColumn()
-        self.metadata = AttributeColumn()
-
-    def add(self, common: dict[str, Any], point: Any, values: dict[str, Any], meta: Any) -> None:
-        kept = len(self.columns["time_ns"])
-        try:
-            self.attrs.add(point.attributes)
-            self.metadata.add(meta)
-            exemplars = getattr(point, "exemplars", None)
-            exemplars_text = _exemplars_json(exemplars) if exemplars else None
-        except BadRecord:
-            self.attrs.truncate(kept)
-            self.metadata.truncate(kept)
-            raise
-        row = {**common, **values}
-        row["start_ns"] = clamp_ns(getattr(point, "start_time_unix_nano", 0))
-        row["time_ns"] = clamp_ns(point.time_unix_nano)
-        row["flags"] = point.flags
-        row["exemplars"] = exemplars_text
-        for name, column in self.columns.items():
-            if name not in ("attributes", "metadata"):
-                column.append(row.get(name))
-
-    def table(self, imported: bool) -> pa.Table:
-        n = len(self.columns["time_ns"])
-        arrays = []
-        for field in METRIC_POINTS:
-            if field.name == "attributes":
-                arrays.append(self.attrs.to_arrow())
-            elif field.name == "metadata":
-                arrays.append(self.metadata.to_arrow())
-            elif field.name == "imported":
-                arrays.append(_flags(n, imported))
-            else:
-                arrays.append(pa.array(self.columns[field.name], field.type))
-        return pa.Table.from_arrays(arrays, schema=METRIC_POINTS)
-
-
-def _exemplars_json(exemplars: Any) -> str:
-    items = []
-    for exemplar in exemplars:
-        kind = exemplar.WhichOneof("value")
-        items.append(
-            {
-                "time_ns": exemplar.time_unix_nano,
-                "value": getattr(exemplar, kind) if kind else None,
-                "trace_id": exemplar.trace_id.hex(),
-                "span_id": exemplar.span_id.hex(),
-                "attributes": {
-                    kv.key: any_to_python(kv.value) for kv in exemplar.filtered_attributes
-                },
-            }
-        )
-    return json.dumps(items, separators=(",", ":"))
-
-
-def _number_values(point: Any) -> dict[str, Any]:
-    if point.WhichOneof("value") == "as_int":
-        return {"value": float(point.as_int), "value_int": point.as_int}
-    return {"value": point.as_double}
-
-
-def _histogram_values(point: Any) -> dict[str, Any]:
-    return {
-        "count": point.count,
-        "sum": point.sum if point.HasField("sum") else None,
-        "min": point.min if point.HasField("min") else None,
-        "max": point.max if point.HasField("max") else None,
-        "bucket_counts": list(point.bucket_counts),
-        "explicit_bounds": list(point.explicit_bounds),
-    }
-
-
-def _exponential_values(point: Any) -> dict[str, Any]:
-    return {
-        "count": point.count,
-        "sum": point.sum if point.HasField("sum") else None,
-        "min": point.min if point.HasField("min") else None,
-        "max": point.max if point.HasField("max") else None,
-        "scale": point.scale,
-        "zero_count": point.zero_count,
-        "zero_threshold": point.zero_threshold,
-        "positive_offset": point.positive.offset,
-        "positive_counts": list(point.positive.bucket_counts),
-        "negative_offset": point.negative.offset,
-        "negative_counts": list(point.negative.bucket_counts),
-    }
-
-
-def _summary_values(point: Any) -> dict[str, Any]:
-    return {
-        "count": point.count,
-        "sum": point.sum,
-        "quantiles": [{"quantile": q.quantile, "value": q.value} for q in point.quantile_values],
-    }
-
-
-_KINDS = {
-    "gauge": (MetricType.GAUGE, _number_values),
-    "sum": (MetricType.SUM, _number_values),
-    "histogram": (MetricType.HISTOGRAM, _histogram_values),
-    "exponential_histogram": (MetricType.EXPONENTIAL_HISTOGRAM, _exponential_values),
-    "summary": (MetricType.SUMMARY, _summary_values),
-}
-
-
-def decode_metrics(request: ExportMetricsServiceRequest, *, imported: bool = False) -> SignalBatch:
-    """Data points of an export request as the metric_points, resources and scopes tables."""
-    batch = SignalBatch("metrics")
-    origins = _Origins()
-    rows = _PointRows()
-    for resource_metrics in request.resource_metrics:
-        resource_id, service = origins.resource(
-            resource_metrics.resource, resource_metrics.schema_url
-        )
-        for scope_metrics in resource_metrics.scope_metrics:
-            scope_id = origins.scope(scope_metrics.scope, scope_metrics.schema_url)
-            for metric in scope_metrics.metrics:
-                _decode_metric(batch, rows, metric, resource_id, scope_id, service)
-    batch.tables = origins.tables()
-    batch.tables["metric_points"] = rows.table(imported)
-    batch.accepted = batch.tables["metric_points"].num_rows
-    return batch
-
-
-def _decode_metric(
-    batch: SignalBatch, rows: _PointRows, metric: Any, resource_id: int, scope_id: int, service: str
-) -> None:
-    kind = metric.WhichOneof("data")
-    if kind is None:
-        _note(batch, BadRecord(f"metric {metric.name!r} has no data"))
-        return
-    metric_type, values_of = _KINDS[kind]
-    data = getattr(metric, kind)
-    common = {
-        "resource_id": resource_id,
-        "scope_id": scope_id,
-        "service": service,
-        "name": metric.name,
-        "description": metric.description,
-        "unit": metric.unit,
-        "type": int(metric_type),
-        "temporality": getattr(data, "aggregation_temporality", 0),
-        "monotonic": getattr(data, "is_monotonic", None),
-    }
-    for point in data.data_points:
-        try:
-            rows.add(common, point, values_of(point), metric.metadata)
-        except BadRecord as error:
-            _note(batch, error)
+    origins = Origins()
+    found = origins.gather(request.resource_logs, "scope_logs", "log_records")
+    records = found.items
+    rejections = Rejections("log records")
+    trace_ids, bad = checked_ids([record.trace_id for record in records], 16, required=False)
+    rejections.add(bad, "invalid trace id (need 16 bytes or none)")
+    span_ids, bad = checked_ids([record.span_id for record in records], 8, required=False)
+    rejections.add(bad, "invalid span id (need 8 bytes or none)")
+    attributes = FlatAttributes([record.attributes for record in records])
+    rejections.add(attributes.bad_records, NESTING)
+    body_types, body_texts, bad = encode_values([record.body for record in records])
+    rejections.add(bad, "a body nested too deeply")
+    observed = nanos([record.observed_time_unix_nano for record in records])
+    times = nanos([record.time_unix_nano for record in records])
+    # The spec lets time be 0 (unknown); the observed time is the best we have then.
+    times = np.where(times == 0, observed, times)
+    hi, lo = id_halves(trace_ids)
+    columns = [
+        pa.array(found.resource_ids, pa.uint64()),
+        pa.array(found.scope_ids, pa.uint64()),
+        pa.array(found.services, pa.string()),
+        pa.array(times, pa.int64()),
+        pa.array(observed, pa.int64()),
+        pa.array([record.severity_number for record in records], pa.uint8()),
+        pa.array([record.severity_text for record in records], pa.string()),
+        pa.array(body_types, pa.uint8()),
+        pa.array(body_texts, pa.string()),
+        attributes.to_arrow(),
+        pa.array([record.dropped_attributes_count for record in records], pa.uint32()),
+        pa.array([record.flags for record in records], pa.uint32()),
+        pa.array(hi, pa.uint64()),
+        pa.array(lo, pa.uint64()),
+        pa.array(id_values(span_ids), pa.uint64()),
+        pa.array([record.event_name for record in records], pa.string()),
+        _imported(len(records), imported),
+    ]
+    batch = SignalBatch("logs", tables=origins.tables())
+    return rejections.finish(batch, "logs", pa.Table.from_arrays(columns, schema=LOGS))
