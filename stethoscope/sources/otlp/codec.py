@@ -29,7 +29,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from stethoscope.errors import Rejected
 from stethoscope.model.batch import SignalBatch
-from stethoscope.sources.otlp.columns import BadRecord
+from stethoscope.sources.otlp.columns import MAX_VALUE_DEPTH, BadRecord
 from stethoscope.sources.otlp.decode import decode_logs, decode_metrics, decode_traces
 
 DEFAULT_MAX_BODY = 20 * 1024 * 1024
@@ -53,6 +53,9 @@ _REJECTED_FIELD = {
 _ID_KEYS = {"traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id"}
 # A one-byte id: not valid hex in, so the record is rejected alone for its bad id.
 _INVALID_ID = base64.b64encode(b"\x00").decode()
+# Deep enough that any value the decoders take, or reject as one record, reaches them: a value
+# sits up to 14 levels down (an exemplar's attribute) and each kvlist level is 4 JSON levels.
+_MAX_JSON_DEPTH = 16 + 4 * (MAX_VALUE_DEPTH + 2)
 
 
 def decompress(body: bytes, encoding: str, *, max_size: int = DEFAULT_MAX_BODY) -> bytes:
@@ -122,8 +125,8 @@ def parse_json_request(signal: str, body: bytes | str) -> Message:
 
 
 def _hex_ids_to_base64(node: Any, depth: int) -> None:
-    if depth > 64:
-        raise BadRecord("JSON nested deeper than 64 levels")
+    if depth > _MAX_JSON_DEPTH:
+        raise BadRecord(f"JSON nested deeper than {_MAX_JSON_DEPTH} levels")
     if isinstance(node, dict):
         for key, value in node.items():
             if key in _ID_KEYS and isinstance(value, str):
