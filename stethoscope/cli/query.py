@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from typing import Any
 
@@ -150,22 +152,20 @@ def run_logs(args: argparse.Namespace) -> int:
 
 
 def _print_logs(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
-    if args.json:
-        common.print_json({"logs": rows}) if not args.follow else _print_json_lines(rows)
+    # Following prints one JSON object per line, so that each arrives as it is found.
+    if args.json and args.follow:
+        for row in rows:
+            sys.stdout.write(json.dumps(row) + "\n")
+        sys.stdout.flush()
+    elif args.json:
+        common.print_json({"logs": rows})
     elif rows or not args.follow:
         render.render_logs(rows, common.console())
 
 
-def _print_json_lines(rows: list[dict[str, Any]]) -> None:
-    import json
-    import sys
-
-    for row in rows:
-        sys.stdout.write(json.dumps(row) + "\n")
-    sys.stdout.flush()
-
-
-def _follow(args: argparse.Namespace, source: Any, window: Window, rows: list[dict[str, Any]]):
+def _follow(
+    args: argparse.Namespace, source: Any, window: Window, rows: list[dict[str, Any]]
+) -> None:
     last = rows[-1]["time_ns"] if rows else (window.since_ns or time.time_ns())
     seen = {_log_key(row) for row in rows if row["time_ns"] == last}
     try:

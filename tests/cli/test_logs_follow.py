@@ -1,0 +1,52 @@
+"""`steth logs --follow` prints records as they arrive at a running server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import httpx
+from conftest import RunningServer, cli_env
+
+
+def log_request(body: str) -> dict:
+    record = {"timeUnixNano": str(time.time_ns()), "severityNumber": 13, "severityText": "WARN",
+              "body": {"stringValue": body}}  # fmt: skip
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "tailing"}}]}
+    return {"resourceLogs": [{"resource": resource, "scopeLogs": [{"logRecords": [record]}]}]}
+
+
+def send(server: RunningServer, body: str) -> None:
+    response = httpx.post(f"{server.otlp_url}/v1/logs", json=log_request(body))
+    assert response.status_code == 200, response.text
+
+
+def test_follow_prints_new_records_once_in_order(start_server) -> None:
+    server: RunningServer = start_server()
+    send(server, "before the follow started")
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "stethoscope.cli.main", "logs", "--follow", "--json",
+         "--service", "tailing", "--data", str(server.data)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
+    )  # fmt: skip
+    try:
+        first = json.loads(follower.stdout.readline())
+        assert first["body"] == "before the follow started"
+        for i in range(3):
+            send(server, f"arrived later {i}")
+        later = [json.loads(follower.stdout.readline())["body"] for _ in range(3)]
+        assert later == ["arrived later 0", "arrived later 1", "arrived later 2"]
+    finally:
+        follower.terminate()
+        follower.communicate(timeout=10)
+
+
+def test_follow_without_a_server_is_a_usage_error(tmp_path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "stethoscope.cli.main", "logs", "--follow", "--data", str(tmp_path)],
+        capture_output=True, text=True, env=cli_env(), timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "needs a running server" in done.stderr
