@@ -966,7 +966,7 @@ def ingest_rows(result: IngestResult, unit: str, target: float) -> list[Row]:
     name = "spans" if result.signal == "traces" else "log records"
     per_row = "span" if result.signal == "traces" else "log record"
     goal_bytes = 60.0 if result.signal == "traces" else None
-    rows = [
+    return [
         Row(
             f"OTLP/HTTP ingest, {name} (ack = durable)",
             rate_text(result.rate, f"{unit}/s"),
@@ -994,7 +994,7 @@ def ingest_rows(result: IngestResult, unit: str, target: float) -> list[Row]:
         Row("  shutdown (SIGTERM -> exit)", f"{result.stop_s:.1f} s"),
         Row(
             "  server peak RSS (with children)",
-            f"{result.peak_rss / 2**20:,.0f} MiB",
+            _mib(result.peak_rss),
             result.peak_rss / GIB,
             ("<", 1.0, "< 1 GiB"),
         ),
@@ -1004,9 +1004,12 @@ def ingest_rows(result: IngestResult, unit: str, target: float) -> list[Row]:
             result.bytes_per_row,
             ("<=", goal_bytes, f"<= {goal_bytes:.0f}") if goal_bytes else None,
         ),
-        Row("  files", ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in result.files.items())),
+        Row(
+            f"  disk bytes per {per_row}, steth.duckdb alone",
+            f"{result.store_bytes / max(result.rows, 1):.1f} B",
+        ),
+        Row("  files", ", ".join(f"{k} {_mib(v, 1)}" for k, v in result.files.items())),
     ]
-    return rows
 
 
 def query_rows(result: QueryResult) -> list[Row]:
@@ -1042,8 +1045,9 @@ def query_rows(result: QueryResult) -> list[Row]:
     ]
 
 
-def print_table(rows: list[Row]) -> None:
-    """The final table on stdout."""
+def print_table(title: str, rows: list[Row]) -> None:
+    """The final table on stdout, under a title line."""
+    print(title)
     header = ("metric", "measured", "target", "ratio / verdict")
     cells = [header] + [
         (row.metric, row.measured, row.target[2] if row.target else "", row.verdict())
@@ -1102,9 +1106,8 @@ def measure(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], dict[st
     """Run every phase; the table rows and the raw results."""
     cpus = os.cpu_count() or 0
     usable = len(os.sched_getaffinity(0))
-    shared = f"{cpus} CPUs ({usable} usable), shared by {args.senders} senders and the server"
-    rows = [Row("machine", shared)]
-    raw: dict[str, Any] = {"cpus": cpus, "senders": args.senders, "args": dict(vars(args))}
+    rows: list[Row] = []
+    raw: dict[str, Any] = {"cpus": cpus, "usable_cpus": usable, "args": dict(vars(args))}
     progress(f"generating {args.pool} trace and {args.pool} log requests")
     traces = build_pool("traces", args.pool, seed=7)
     logs = build_pool("logs", args.pool, seed=8)
@@ -1167,8 +1170,8 @@ def in_process_rows(
     return rows
 
 
-def _mib(size: int) -> str:
-    return f"{size / 2**20:,.0f} MiB"
+def _mib(size: int, decimals: int = 0) -> str:
+    return f"{size / 2**20:,.{decimals}f} MiB"
 
 
 def _mean_size(pool: list[PooledBody]) -> float:
@@ -1208,7 +1211,7 @@ def big_store(
         Row("  acknowledged / in store", f"{result.records:,} / {result.rows:,}"),
         Row(
             "  server peak RSS / disk bytes per span",
-            f"{result.peak_rss / 2**20:,.0f} MiB / {result.bytes_per_row:.1f} B",
+            f"{_mib(result.peak_rss)} / {result.bytes_per_row:.1f} B",
         ),
         *query_rows(queries),
     ]
@@ -1235,7 +1238,12 @@ def main(argv: list[str] | None = None) -> int:
             progress("interrupted; servers stopped")
             return 130
     rows.append(Row("benchmark wall time", f"{time.monotonic() - started:.0f} s"))
-    print_table(rows)
+    cpus, usable = raw["cpus"], raw["usable_cpus"]
+    print_table(
+        f"machine: {cpus} CPUs ({usable} usable), shared by the server and {args.senders} "
+        "sender processes (the senders' CPU is counted below)",
+        rows,
+    )
     if args.out:
         args.out.write_text(json.dumps(raw, indent=2, default=str) + "\n")
     return 0

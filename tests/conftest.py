@@ -219,3 +219,111 @@ def start_module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
 def server(start_module_server: ServerFactory) -> RunningServer:
     """One server without a token, shared by the tests of a module."""
     return start_module_server()
+
+
+# -- OTLP request builders shared by the receiver tests ----------------------------------------
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+
+
+def varint(value: int) -> bytes:
+    """A protobuf base-128 varint."""
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        if not value:
+            out.append(low)
+            return bytes(out)
+        out.append(low | 0x80)
+
+
+def pb_field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field, hand-encoded (upb refuses to build some of these)."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def nested_array_value(depth: int) -> bytes:
+    """An AnyValue holding an array holding an array... `depth` levels deep, as bytes."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+    value = AnyValue(string_value="bottom").SerializeToString()
+    for _ in range(depth):
+        value = pb_field(5, pb_field(1, value))  # AnyValue.array_value, ArrayValue.values
+    return value
+
+
+def trace_id_for(name: str) -> bytes:
+    """A stable 16-byte trace id derived from a name (so each test has its own trace)."""
+    import hashlib
+
+    return hashlib.blake2b(name.encode(), digest_size=16).digest()
+
+
+def span_dict(trace_id: bytes, span_id: bytes, name: str, **extra: Any) -> dict[str, Any]:
+    """One span as an OTLP/JSON object (hex ids), started now."""
+    now = time.time_ns()
+    return {
+        "traceId": trace_id.hex(),
+        "spanId": span_id.hex(),
+        "name": name,
+        "kind": 1,
+        "startTimeUnixNano": str(now),
+        "endTimeUnixNano": str(now + 1_000_000),
+        **extra,
+    }
+
+
+def json_traces(service: str, spans: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """An OTLP/JSON ExportTraceServiceRequest with one resource and one scope."""
+    return {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": service}}]
+                },
+                "scopeSpans": [{"scope": {"name": "steth.tests"}, "spans": list(spans)}],
+            }
+        ]
+    }
+
+
+def traces_request(service: str, spans: Sequence[dict[str, Any]]) -> Any:
+    """The same request as a protobuf ExportTraceServiceRequest (ids given as hex)."""
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    document = json_traces(service, spans)
+    for span in document["resourceSpans"][0]["scopeSpans"][0]["spans"]:
+        for key in ("traceId", "spanId", "parentSpanId"):
+            if key in span:
+                span[key] = _b64(bytes.fromhex(span[key]))
+    return json_format.ParseDict(document, ExportTraceServiceRequest())
+
+
+def good_spans(service: str, count: int = 2) -> list[dict[str, Any]]:
+    """`count` valid spans of one trace named after the service: good-0, good-1, ..."""
+    trace_id = trace_id_for(service)
+    return [span_dict(trace_id, (i + 1).to_bytes(8, "big"), f"good-{i}") for i in range(count)]
+
+
+def _b64(raw: bytes) -> str:
+    import base64
+
+    return base64.b64encode(raw).decode()
+
+
+def stored_span_names(server: RunningServer, trace_id: bytes, *, expect: int = 1) -> list[str]:
+    """Names of the stored spans of a trace, read from the API (waiting for `expect` of them)."""
+    names: list[str] = []
+    deadline = time.monotonic() + 10
+    with httpx.Client(base_url=server.api_url, headers=server.headers, timeout=10) as client:
+        while True:
+            response = client.get(f"/api/traces/{trace_id.hex()}")
+            if response.status_code == 200:
+                names = sorted(span["name"] for span in response.json()["spans"])
+            if len(names) >= expect or time.monotonic() > deadline:
+                return names
+            time.sleep(0.1)

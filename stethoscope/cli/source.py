@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,9 @@ class ApiSource:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.Client(base_url=addresses.api_url, headers=headers, timeout=60)
 
-    def _get(self, path: str, params: list[tuple[str, str]] | None = None) -> Any:
+    def _get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
         try:
-            response = self._client.get(path, params=params)
+            response = self._client.get(path, params=list(params))
         except httpx.HTTPError as error:
             raise DataError(f"server at {self._client.base_url} did not answer: {error}") from None
         if response.status_code == 404:

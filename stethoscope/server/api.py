@@ -93,8 +93,9 @@ def api_routes(
                 imported=True,
             )
         except IngestError as error:
-            retry = isinstance(error, Overloaded)
-            headers = {"Retry-After": str(error.retry_after)} if retry else {}
+            headers = {}
+            if isinstance(error, Overloaded):
+                headers["Retry-After"] = str(error.retry_after)
             return JSONResponse({"error": str(error)}, status_code=error.status, headers=headers)
         except UsageError as error:
             return JSONResponse({"error": str(error)}, status_code=404)

@@ -151,7 +151,8 @@ SPANS = span_request(
             [
                 span(
                     TB, "b1" * 8, "", "GET /cart", 1000, 5, kind=2,
-                    status=Status(code=2, message="boom"), attributes={"cart.size": 3},
+                    status=Status(code=Status.STATUS_CODE_ERROR, message="boom"),
+                    attributes={"cart.size": 3},
                 ),
             ],
         ),
@@ -160,7 +161,7 @@ SPANS = span_request(
             [
                 span(
                     TA, "a3" * 8, "a2" * 8, "authorize", 20, 20, kind=1,
-                    status=Status(code=1), attributes=TYPED,
+                    status=Status(code=Status.STATUS_CODE_OK), attributes=TYPED,
                     events=[
                         Span.Event(
                             time_unix_nano=T0 + 25 * MS, name="retry",
@@ -184,7 +185,7 @@ SPANS = span_request(
 )  # fmt: skip
 
 
-def log(ms: int, severity: int, text: str, body: str, **fields: Any) -> LogRecord:
+def log(ms: int, severity: Any, text: str, body: str, **fields: Any) -> LogRecord:
     trace_id = fields.pop("trace_id", "")
     span_id = fields.pop("span_id", "")
     return LogRecord(

@@ -110,7 +110,8 @@ def parse_json_request(signal: str, body: bytes | str) -> Message:
     """An export request from OTLP/JSON (hex ids, lowerCamelCase, unknown fields ignored)."""
     message_type = REQUEST_TYPES[signal]
     try:
-        document = json.loads(body)
+        # UTF-8 only (RFC 8259 8.1): json.loads would also guess UTF-16 and UTF-32 from bytes.
+        document = json.loads(body.decode("utf-8-sig") if isinstance(body, bytes) else body)
     except (UnicodeDecodeError, ValueError) as error:
         raise Rejected(f"body is not valid JSON: {error}") from None
     except RecursionError:

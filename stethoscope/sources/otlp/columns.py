@@ -93,12 +93,10 @@ def value_text(value: Any, kind: str | None) -> str:
 
 def encode_values(values: Sequence[Any]) -> tuple[list[int], list[str], set[int]]:
     """AnyValues as (ValueType codes, texts, indexes of values nested too deeply)."""
-    kinds = [value.WhichOneof("value") for value in values]
-    types = [_TYPE_OF_KIND[kind] for kind in kinds]
-    texts = [
-        value.string_value if kind == "string_value" else ""
-        for value, kind in zip(values, kinds, strict=True)
-    ]
+    kinds = list(map(_KIND, values))
+    types: list[int] = [_TYPE_OF_KIND[kind] for kind in kinds]
+    # string_value reads "" on every other kind; those are filled in below.
+    texts: list[str] = list(map(_STRING, values))
     bad: set[int] = set()
     for i in [i for i, kind in enumerate(kinds) if kind != "string_value"]:
         try:
