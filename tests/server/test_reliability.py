@@ -187,3 +187,43 @@ def test_overload_is_refused_with_retry_after_and_memory_stays_bounded(tmp_path:
             ]
         )
         assert spans == acknowledged
+
+
+@pytest.mark.slow
+def test_grpc_overload_is_unavailable_with_retry_info(tmp_path: Path) -> None:
+    import grpc
+    from google.rpc import error_details_pb2, status_pb2
+
+    with launch_server(tmp_path, extra_args=["--max-pending", "1"]) as server:
+        body = span_request("grpc-flood", [os.urandom(16) for _ in range(400)], spans_per_trace=2)
+        request = ExportTraceServiceRequest.FromString(body)
+        refusals: list[grpc.RpcError] = []
+        lock = threading.Lock()
+
+        def flood() -> None:
+            with grpc.insecure_channel(server.grpc_target) as channel:
+                export = channel.unary_unary(
+                    "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                    request_serializer=lambda m: m.SerializeToString(),
+                    response_deserializer=lambda b: b,
+                )
+                for _ in range(30):
+                    try:
+                        export(request, timeout=30)
+                    except grpc.RpcError as error:
+                        with lock:
+                            refusals.append(error)
+
+        threads = [threading.Thread(target=flood) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert refusals, "no backpressure seen over gRPC"
+        assert {error.code() for error in refusals} <= {grpc.StatusCode.UNAVAILABLE}
+        trailers = dict(refusals[0].trailing_metadata())
+        status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+        info = error_details_pb2.RetryInfo()
+        assert any(detail.Unpack(info) for detail in status.details)
+        assert info.retry_delay.seconds >= 1
+        assert server.healthy()
