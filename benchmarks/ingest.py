@@ -554,9 +554,35 @@ class ServerProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        if self.process is None:
+            return
+        tree = self._descendants()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._kill_left(tree)
+
+    def _descendants(self) -> list[psutil.Process]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            return list(psutil.Process(self.pid).children(recursive=True))
+        return []
+
+    @staticmethod
+    def _kill_left(tree: list[psutil.Process], grace: float = 0.0) -> int:
+        """Kill the server's processes still running `grace` seconds after it exited."""
+        deadline = time.monotonic() + grace
+        while (left := [process for process in tree if _running(process)]) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.2)
+        for process in left:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        return len(left)
 
     @property
     def pid(self) -> int:
@@ -593,15 +619,18 @@ class ServerProcess:
                 raise RuntimeError(f"store did not catch up within {timeout}s: {stats}")
             time.sleep(0.1)
 
-    def stop(self, timeout: float = 900.0) -> float:
-        """SIGTERM, then wait for the drain and exit; returns the seconds it took."""
+    def stop(self, timeout: float = 900.0) -> tuple[float, int]:
+        """SIGTERM, wait for the drain and exit: (seconds it took, child processes left)."""
         assert self.process is not None
+        tree = self._descendants()
         started = time.monotonic()
         self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(timeout=timeout)
+        elapsed = time.monotonic() - started
+        left = self._kill_left(tree, grace=5.0)
         if code != 0:
             raise RuntimeError(f"steth up exited with {code}; see {self.log_path}")
-        return time.monotonic() - started
+        return elapsed, left
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server and its live child processes so far."""
@@ -614,13 +643,24 @@ class ServerProcess:
         return total
 
 
+def _running(process: psutil.Process) -> bool:
+    """Alive and not a zombie (is_running() also guards against pid reuse)."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    return False
+
+
 class RssSampler:
-    """Samples the RSS of a process tree every `interval` seconds in a thread; keeps the peak."""
+    """Samples the RSS of a process tree every `interval` seconds in a thread; keeps peaks.
+
+    `peak` is of the whole tree (what the machine pays); `peak_main` of the server process alone
+    and `peak_children` of its children (decode workers and the like), each at its own moment.
+    """
 
     def __init__(self, pid: int, interval: float = 0.2) -> None:
         self.pid = pid
         self.interval = interval
-        self.peak = 0
+        self.peak = self.peak_main = self.peak_children = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -636,11 +676,14 @@ class RssSampler:
         with contextlib.suppress(psutil.NoSuchProcess):
             root = psutil.Process(self.pid)
             while not self._stop.is_set():
-                total = root.memory_info().rss
+                main = root.memory_info().rss
+                children = 0
                 for child in root.children(recursive=True):
                     with contextlib.suppress(psutil.NoSuchProcess):
-                        total += child.memory_info().rss
-                self.peak = max(self.peak, total)
+                        children += child.memory_info().rss
+                self.peak = max(self.peak, main + children)
+                self.peak_main = max(self.peak_main, main)
+                self.peak_children = max(self.peak_children, children)
                 self._stop.wait(self.interval)
 
 
@@ -800,9 +843,13 @@ class IngestResult:
     reconnects: int = 0
     sender_cpu_s: float = 0.0
     server_cores: float = 0.0  # server CPU seconds / ingest wall seconds
+    other_cores: float = 0.0  # CPU used meanwhile by processes that are not part of the run
     stored_after_s: float = 0.0  # from the first send until pending_bytes == 0
     stop_s: float = 0.0
+    left_processes: int = 0  # server children still running after it exited (then killed)
     peak_rss: int = 0
+    peak_rss_main: int = 0
+    peak_rss_children: int = 0
     store_bytes: int = 0
     wal_bytes: int = 0
     rows: int = 0
@@ -813,25 +860,53 @@ class IngestResult:
         return (self.store_bytes + self.wal_bytes) / max(self.rows, 1)
 
 
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU seconds used so far: by the server tree, by this process, by the whole machine."""
+
+    server: float
+    benchmark: float
+    machine: float
+
+    @classmethod
+    def take(cls, server: ServerProcess) -> CpuSnapshot:
+        own = psutil.Process().cpu_times()
+        machine = psutil.cpu_times()
+        busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+        return cls(server.cpu_seconds(), own.user + own.system, busy)
+
+    def since(self, server: ServerProcess, senders_cpu: float) -> tuple[float, float]:
+        """(server CPU seconds, CPU seconds of everything else on the machine) since then."""
+        now = CpuSnapshot.take(server)
+        server_cpu = now.server - self.server
+        ours = server_cpu + senders_cpu + now.benchmark - self.benchmark
+        return server_cpu, max(0.0, now.machine - self.machine - ours)
+
+
 def run_ingest(
     signal_name: str, pool: list[PooledBody], records: int, data_dir: Path, senders: int
 ) -> IngestResult:
     """Start a server on `data_dir`, ingest `records`, wait until stored, stop it, measure."""
+    if data_dir.exists() and any(data_dir.iterdir()):
+        raise RuntimeError(f"{data_dir} is not empty: measuring needs a fresh data directory")
     per_request = pool[0].records
     requests = -(-records // per_request)
     result = IngestResult(signal_name)
     log_path = data_dir.parent / f"{data_dir.name}.server.log"
     with ServerProcess(data_dir, log_path) as server, RssSampler(server.pid) as rss:
-        cpu_before = server.cpu_seconds()
+        before = CpuSnapshot.take(server)
         sent = send_all(server.http_port, signal_name, pool, requests, senders)
         _fold(result, sent)
-        result.server_cores = (server.cpu_seconds() - cpu_before) / result.seconds
+        server_cpu, others_cpu = before.since(server, result.sender_cpu_s)
+        result.server_cores = server_cpu / result.seconds
+        result.other_cores = others_cpu / result.seconds
         progress(f"  {signal_name}: {result.records:,} acknowledged, waiting for the store")
         server.wait_stored(result.records, timeout=1800)
         result.stored_after_s = time.monotonic() - min(s.started for s in sent)
         progress("  stopping the server (SIGTERM)")
-        result.stop_s = server.stop()
-    result.peak_rss = rss.peak
+        result.stop_s, result.left_processes = server.stop()
+    result.peak_rss, result.peak_rss_main = rss.peak, rss.peak_main
+    result.peak_rss_children = rss.peak_children
     _measure_files(result, data_dir)
     return result
 
@@ -988,13 +1063,18 @@ def ingest_rows(result: IngestResult, unit: str, target: float) -> list[Row]:
             rate_text(result.records / result.stored_after_s, f"{unit}/s"),
         ),
         Row(
-            "  server CPU during sending / senders' CPU",
-            f"{result.server_cores:.2f} cores / {result.sender_cpu_s:.1f} CPU-s",
+            "  CPU while sending: server / senders / other processes",
+            f"{result.server_cores:.2f} / {result.sender_cpu_s / result.seconds:.2f} / "
+            f"{result.other_cores:.2f} cores",
         ),
-        Row("  shutdown (SIGTERM -> exit)", f"{result.stop_s:.1f} s"),
         Row(
-            "  server peak RSS (with children)",
-            _mib(result.peak_rss),
+            "  shutdown (SIGTERM -> exit), child processes left running",
+            f"{result.stop_s:.1f} s, {result.left_processes}",
+        ),
+        Row(
+            "  server peak RSS, whole tree (main / children alone)",
+            f"{_mib(result.peak_rss)} ({_mib(result.peak_rss_main)} / "
+            f"{_mib(result.peak_rss_children)})",
             result.peak_rss / GIB,
             ("<", 1.0, "< 1 GiB"),
         ),
@@ -1014,7 +1094,7 @@ def ingest_rows(result: IngestResult, unit: str, target: float) -> list[Row]:
 
 def query_rows(result: QueryResult) -> list[Row]:
     """The table lines for the big-store queries."""
-    at = f"at {result.spans / 1e6:g}M spans"
+    at = f"at {result.spans / 1e6:.1f}M spans"
     ms = 1000.0
     lookup = ("<", 0.1, "< 100 ms")
     return [
@@ -1147,8 +1227,10 @@ def in_process_rates(
         progress(f"  server decoder not measured in-process: {error}")
         return rates
     for name, pool in (("traces", traces), ("logs", logs)):
-        decode = functools.partial(decode_request, name, content_type=PROTOBUF)
-        rates[f"decode {name}"] = rate_over_pool(pool, lambda body, d=decode: d(body), seconds)
+        decode: Callable[[bytes], object] = functools.partial(
+            decode_request, name, content_type=PROTOBUF
+        )
+        rates[f"decode {name}"] = rate_over_pool(pool, decode, seconds)
     return rates
 
 
@@ -1210,8 +1292,14 @@ def big_store(
         ),
         Row("  acknowledged / in store", f"{result.records:,} / {result.rows:,}"),
         Row(
-            "  server peak RSS / disk bytes per span",
-            f"{_mib(result.peak_rss)} / {result.bytes_per_row:.1f} B",
+            "  CPU while sending: server / senders / other processes",
+            f"{result.server_cores:.2f} / {result.sender_cpu_s / result.seconds:.2f} / "
+            f"{result.other_cores:.2f} cores",
+        ),
+        Row(
+            "  server peak RSS (main / children) / disk bytes per span",
+            f"{_mib(result.peak_rss)} ({_mib(result.peak_rss_main)} / "
+            f"{_mib(result.peak_rss_children)}) / {result.bytes_per_row:.1f} B",
         ),
         *query_rows(queries),
     ]

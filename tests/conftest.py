@@ -2,7 +2,8 @@
 
 `start_server(token=None, extra_args=())` starts a server on fresh loopback ports and waits until
 `GET /healthz` answers 200 on the OTLP/HTTP port and `<data>/server.json` exists; teardown sends
-SIGTERM and asserts a clean exit (0). `server` is one such server shared by a test module.
+SIGTERM and asserts a clean exit (0, or `expected_exit`). `server` is one such server shared
+by a test module.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     log_path: Path
     headers: dict[str, str] = field(default_factory=dict)
+    expected_exit: int = 0  # what teardown requires; a test that kills the server changes it
 
     @property
     def otlp_url(self) -> str:
@@ -184,7 +186,7 @@ def launch_server(
         yield server
     finally:
         code = server.stop()
-    assert code == 0, f"steth up exited {code}:\n{server.log()}"
+    assert code == server.expected_exit, f"steth up exited {code}:\n{server.log()}"
 
 
 ServerFactory = Callable[..., RunningServer]
@@ -326,4 +328,18 @@ def stored_span_names(server: RunningServer, trace_id: bytes, *, expect: int = 1
                 names = sorted(span["name"] for span in response.json()["spans"])
             if len(names) >= expect or time.monotonic() > deadline:
                 return names
+            time.sleep(0.1)
+
+
+def stored_log_bodies(server: RunningServer, service: str, *, expect: int = 1) -> list[str]:
+    """Bodies of a service's stored log records, from the API (waiting for `expect` of them)."""
+    bodies: list[str] = []
+    deadline = time.monotonic() + 10
+    with httpx.Client(base_url=server.api_url, headers=server.headers, timeout=10) as client:
+        while True:
+            response = client.get("/api/logs", params={"service": service})
+            if response.status_code == 200:
+                bodies = sorted(str(record["body"]) for record in response.json()["logs"])
+            if len(bodies) >= expect or time.monotonic() > deadline:
+                return bodies
             time.sleep(0.1)

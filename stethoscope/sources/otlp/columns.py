@@ -182,6 +182,13 @@ def id_values(ids: list[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(ids), dtype=">u8").astype(np.uint64)
 
 
+def enum_codes(values: Sequence[int]) -> np.ndarray:
+    """OTLP enum numbers (open int32 enums) as UInt8 codes; any outside 0-255 becomes 0."""
+    # No OTLP enum comes near 255: such a value is unknown, which the spec reads as unspecified.
+    codes = np.fromiter(values, dtype=np.int64, count=len(values))
+    return np.where((codes >= 0) & (codes <= 255), codes, 0).astype(np.uint8)
+
+
 def nanos(values: list[int]) -> np.ndarray:
     """fixed64 nanosecond times clamped into int64 (years past 2262 are not real data)."""
     array = np.array(values, dtype=np.uint64)

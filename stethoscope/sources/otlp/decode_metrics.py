@@ -17,7 +17,13 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 
 from stethoscope.model.batch import SignalBatch
 from stethoscope.model.schema import METRIC_POINTS, MetricType
-from stethoscope.sources.otlp.columns import INT64_MAX, BadRecord, FlatAttributes, any_to_python
+from stethoscope.sources.otlp.columns import (
+    INT64_MAX,
+    BadRecord,
+    FlatAttributes,
+    any_to_python,
+    enum_codes,
+)
 from stethoscope.sources.otlp.origins import Origins
 
 __all__ = ["decode_metrics"]
@@ -183,7 +189,7 @@ def _add_points(
         "description": metric.description,
         "unit": metric.unit,
         "type": int(metric_type),
-        "temporality": getattr(data, "aggregation_temporality", 0),
+        "temporality": int(enum_codes([getattr(data, "aggregation_temporality", 0)])[0]),
         "monotonic": getattr(data, "is_monotonic", None),
     }
     for point in data.data_points:

@@ -8,8 +8,14 @@ process maps without copying and writes to the log as they are.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
+
+import psutil
 
 from stethoscope.errors import IngestError, Overloaded, Rejected
 from stethoscope.model.batch import SignalBatch
@@ -41,17 +47,47 @@ def _decode_in_worker(*args: Any) -> tuple[Any, ...]:
     return ("ok", batch.signal, batch.to_bytes(), batch.accepted, batch.rejected, batch.reasons)
 
 
+def _leave_with_server(server_pid: int) -> None:
+    """Worker initializer: exit once the server is gone (killed -9) instead of lingering.
+
+    A pool worker never notices its server die: it holds its own queue's write end, and the
+    forkserver, holding on while workers live, keeps running too.
+    """
+    server = psutil.Process(server_pid)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                gone = not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
+            except psutil.Error:
+                gone = True
+            if gone:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="steth-decode-watch", daemon=True).start()
+
+
 class DecodePool:
     """`workers` decode processes; 0 decodes in the calling thread."""
 
     def __init__(self, workers: int) -> None:
         if workers < 0:
             raise ValueError("decode workers must be 0 or more")
-        self._pool: ProcessPoolExecutor | None = None
-        if workers:
-            # forkserver: the server has threads by the time a worker may be replaced.
-            context = multiprocessing.get_context("forkserver")
-            self._pool = ProcessPoolExecutor(workers, mp_context=context)
+        self._workers = workers
+        self._lock = threading.Lock()
+        self._closed = False
+        self._pool = self._new_pool() if workers else None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # forkserver: the server has threads by the time a worker may be replaced.
+        context = multiprocessing.get_context("forkserver")
+        return ProcessPoolExecutor(
+            self._workers,
+            mp_context=context,
+            initializer=_leave_with_server,
+            initargs=(os.getpid(),),
+        )
 
     def decode(
         self,
@@ -65,11 +101,17 @@ class DecodePool:
     ) -> SignalBatch:
         """Decode one request body, in a worker when there are workers."""
         args = (signal, body, content_type, content_encoding, max_body_bytes, imported)
-        if self._pool is None:
+        pool = self._pool
+        if pool is None:
             return decode_body(*args)
         try:
-            result = self._pool.submit(_decode_in_worker, *args).result()
-        except RuntimeError as error:  # pool shut down or broken
+            result = pool.submit(_decode_in_worker, *args).result()
+        except BrokenProcessPool as error:
+            # A worker died (killed, out of memory) and took the pool with it: replace the pool
+            # for the requests to come; this one is answered "retry".
+            self._replace(pool)
+            raise Overloaded(f"decoder restarted: {error}", retry_after=1) from None
+        except RuntimeError as error:  # pool shut down
             raise Overloaded(f"decoder unavailable: {error}", retry_after=5) from None
         if result[0] == "error":
             raise Rejected(result[2], status=result[1])
@@ -78,7 +120,16 @@ class DecodePool:
         batch.rejected, batch.reasons = rejected, reasons
         return batch
 
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is broken and not self._closed:
+                self._pool = self._new_pool()
+        broken.shutdown(wait=False, cancel_futures=True)
+
     def close(self) -> None:
         """Stop the workers."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            self._closed = True
+            pool = self._pool
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
