@@ -19,6 +19,7 @@ from stethoscope.cli.render import (
     render_trace,
     render_traces,
 )
+from stethoscope.cli.render.tables import _sparkline
 
 T0 = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z
 MS = 1_000_000
@@ -520,9 +521,9 @@ def test_histogram_without_observations_has_no_mean() -> None:
 
 
 def test_sparkline_is_bounded_and_flat_series_draws_a_level_line() -> None:
-    assert len(render._sparkline([float(i) for i in range(1000)], 12)) == 12
-    assert render._sparkline([2.0, 2.0, 2.0], 12) == "▄▄▄"
-    assert render._sparkline([None, None], 12) == ""
+    assert len(_sparkline([float(i) for i in range(1000)], 12)) == 12
+    assert _sparkline([2.0, 2.0, 2.0], 12) == "▄▄▄"
+    assert _sparkline([None, None], 12) == ""
 
 
 # ---------------------------------------------------------------------------------------------
