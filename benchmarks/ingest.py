@@ -1114,7 +1114,7 @@ def ingest_rows(result: IngestResult, unit: str, target: float) -> list[Row]:
 
 def query_rows(result: QueryResult) -> list[Row]:
     """The table lines for the big-store queries."""
-    at = f"at {result.spans / 1e6:.1f}M spans"
+    at = f"at {result.spans / 1e6:.3g}M spans"
     ms = 1000.0
     lookup = ("<", 0.1, "< 100 ms")
     return [

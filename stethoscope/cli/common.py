@@ -11,13 +11,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from stethoscope.errors import UsageError
 from stethoscope.model.timeutil import parse_time_ns
 from stethoscope.store.base import Window
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def default_data_dir() -> Path:
@@ -76,4 +77,6 @@ def print_json(value: Any) -> None:
 
 def console() -> Console:
     """The terminal console for rendered output."""
+    from rich.console import Console
+
     return Console(highlight=False)

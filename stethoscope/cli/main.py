@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rich.console import Console
-
 from stethoscope import __version__
 from stethoscope.cli import importing, query, up
 from stethoscope.errors import DataError, UsageError
@@ -32,14 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    errors = Console(stderr=True, highlight=False)
     try:
         return int(args.handler(args))
     except UsageError as error:
-        errors.print(f"steth {args.command}: {error}", markup=False)
+        print(f"steth {args.command}: {error}", file=sys.stderr)
         return 2
     except DataError as error:
-        errors.print(f"steth {args.command}: {error}", markup=False)
+        print(f"steth {args.command}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

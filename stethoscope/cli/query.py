@@ -6,9 +6,10 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
-from stethoscope.cli import common, render
+from stethoscope.cli import common
 from stethoscope.cli.source import open_source
 from stethoscope.errors import UsageError
 from stethoscope.model.timeutil import parse_duration_ns
@@ -16,6 +17,9 @@ from stethoscope.server.discovery import read_addresses
 from stethoscope.server.queryparams import parse_attribute_filter
 from stethoscope.store.base import LogQuery, MetricQuery, TraceQuery, Window
 
+FOLLOW_POLL_S = 1.0
+FOLLOW_LOOKBACK_NS = 30 * 1_000_000_000
+FOLLOW_BATCH = 10_000
 SEVERITIES = {
     "TRACE": 1,
     "DEBUG": 5,
@@ -86,6 +90,8 @@ def _positive(name: str, value: int) -> int:
 
 
 def run_services(args: argparse.Namespace) -> int:
+    from stethoscope.cli import render  # rich loads only for commands that draw
+
     with open_source(common.data_dir(args), common.token(args)) as source:
         rows = source.services(common.window(args))
     if args.json:
@@ -96,6 +102,8 @@ def run_services(args: argparse.Namespace) -> int:
 
 
 def run_traces(args: argparse.Namespace) -> int:
+    from stethoscope.cli import render  # rich loads only for commands that draw
+
     query = TraceQuery(
         window=common.window(args),
         service=args.service,
@@ -115,6 +123,8 @@ def run_traces(args: argparse.Namespace) -> int:
 
 
 def run_trace(args: argparse.Namespace) -> int:
+    from stethoscope.cli import render  # rich loads only for commands that draw
+
     with open_source(common.data_dir(args), common.token(args)) as source:
         found = source.trace(args.trace_id)
     if found is None:
@@ -152,6 +162,8 @@ def run_logs(args: argparse.Namespace) -> int:
 
 
 def _print_logs(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    from stethoscope.cli import render  # rich loads only for commands that draw
+
     # Following prints one JSON object per line, so that each arrives as it is found.
     if args.json and args.follow:
         for row in rows:
@@ -166,18 +178,22 @@ def _print_logs(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
 def _follow(
     args: argparse.Namespace, source: Any, window: Window, rows: list[dict[str, Any]]
 ) -> None:
-    last = rows[-1]["time_ns"] if rows else (window.since_ns or time.time_ns())
-    seen = {_log_key(row) for row in rows if row["time_ns"] == last}
+    # Records reach the store late (batching, slow exporters, skewed clocks), so each poll looks
+    # back FOLLOW_LOOKBACK_NS before the newest time seen and skips what was already printed.
+    seen = {_log_key(row): row["time_ns"] for row in rows}
+    newest = max(seen.values(), default=window.since_ns or time.time_ns())
     try:
         while True:
-            time.sleep(1.0)
-            fresh = list(reversed(source.logs(_log_query(args, Window(since_ns=last)))))
-            fresh = [row for row in fresh if _log_key(row) not in seen]
+            time.sleep(FOLLOW_POLL_S)
+            query = _log_query(args, Window(since_ns=newest - FOLLOW_LOOKBACK_NS))
+            found = reversed(source.logs(replace(query, limit=FOLLOW_BATCH)))
+            fresh = [row for row in found if _log_key(row) not in seen]
             if not fresh:
                 continue
             _print_logs(args, fresh)
-            last = fresh[-1]["time_ns"]
-            seen = {_log_key(row) for row in fresh if row["time_ns"] == last}
+            seen.update((_log_key(row), row["time_ns"]) for row in fresh)
+            newest = max(newest, *(row["time_ns"] for row in fresh))
+            seen = {key: t for key, t in seen.items() if t >= newest - FOLLOW_LOOKBACK_NS}
     except KeyboardInterrupt:
         return
 
@@ -187,6 +203,8 @@ def _log_key(row: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def run_metrics(args: argparse.Namespace) -> int:
+    from stethoscope.cli import render  # rich loads only for commands that draw
+
     query = MetricQuery(
         window=common.window(args),
         name=args.name,

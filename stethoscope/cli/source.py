@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from stethoscope.errors import DataError, UsageError
 from stethoscope.server.discovery import ServerAddresses, read_addresses
@@ -18,17 +16,23 @@ from stethoscope.server.queryparams import (
     window_params,
 )
 from stethoscope.store.base import LogQuery, MetricQuery, TraceQuery, Window
-from stethoscope.store.duckdb.store import DuckDBStore
+
+if TYPE_CHECKING:
+    from stethoscope.store.duckdb.store import DuckDBStore
 
 
 class ApiSource:
     """The read side of the Store protocol, answered by a running server's HTTP API."""
 
     def __init__(self, addresses: ServerAddresses, token: str | None) -> None:
+        import httpx
+
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.Client(base_url=addresses.api_url, headers=headers, timeout=60)
 
     def _get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
+        import httpx
+
         try:
             response = self._client.get(path, params=list(params))
         except httpx.HTTPError as error:
@@ -70,6 +74,8 @@ def open_source(data: Path, token: str | None) -> Iterator[ApiSource | DuckDBSto
     if addresses is not None:
         source = ApiSource(addresses, token)
     else:
+        from stethoscope.store.duckdb.store import DuckDBStore
+
         source = DuckDBStore(data, read_only=True)
     try:
         yield source

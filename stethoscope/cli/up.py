@@ -8,9 +8,6 @@ from typing import Any
 
 from stethoscope.cli import common
 from stethoscope.model.timeutil import parse_duration_ns
-from stethoscope.server.pipeline import PipelineConfig
-from stethoscope.server.runner import ServerConfig, run_server
-from stethoscope.sources.otlp.receiver import ReceiverLimits, Secret
 
 
 def register(subparsers: Any) -> None:
@@ -29,14 +26,19 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--max-pending",
-        default=256,
+        default=128,
         type=int,
-        help="MiB of acknowledged data waiting for the store before intake pauses (256)",
+        help="MiB of acknowledged data waiting for the store before intake pauses (128)",
     )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    # The server's dependencies (grpc, uvicorn, DuckDB) load only when a server starts.
+    from stethoscope.server.pipeline import PipelineConfig
+    from stethoscope.server.runner import ServerConfig, run_server
+    from stethoscope.sources.otlp.receiver import ReceiverLimits, Secret
+
     secret = common.token(args)
     config = ServerConfig(
         data_dir=common.data_dir(args),

@@ -30,7 +30,7 @@ WRITE_RETRY_S = 1.0
 class PipelineConfig:
     """Bounds and cadence of the writer; every limit is a named setting."""
 
-    max_pending_bytes: int = 256 * 1024 * 1024
+    max_pending_bytes: int = 128 * 1024 * 1024
     batch_rows: int = 200_000
     flush_interval_s: float = 0.5
     retention_ns: int | None = 7 * 86400 * 1_000_000_000
@@ -116,6 +116,7 @@ class IngestPipeline:
         if self._writer.is_alive():
             self._writer.join()
         self.store.checkpoint()
+        self._wal.release(self.store.applied_seq())
 
     def _enqueue(self, seq: int, batch: SignalBatch) -> None:
         with self._cond:

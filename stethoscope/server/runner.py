@@ -42,7 +42,7 @@ class ServerConfig:
     token: Secret | None = None
     limits: ReceiverLimits = field(default_factory=ReceiverLimits)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-    store_memory_limit: str = "512MB"
+    store_memory_limit: str = "384MB"
 
     def validate(self) -> None:
         for name in ("grpc_port", "http_port", "ui_port"):

@@ -7,9 +7,10 @@ shapes come back whether the CLI asks a running server's API or opens the store 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from stethoscope.model.batch import SignalBatch
+if TYPE_CHECKING:  # pyarrow stays out of the CLI's start-up until a command needs it
+    from stethoscope.model.batch import SignalBatch
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -137,10 +137,17 @@ class WriteAheadLog:
         return future.result()
 
     def release(self, applied_seq: int) -> None:
-        """Delete segments whose records are all committed to the store."""
+        """Delete segments whose records are all committed to the store.
+
+        The segment being written is kept while the log is open; once closed, it goes too.
+        """
         segments = _segments(self.directory)
-        for (_, path), (next_first, _) in zip(segments, segments[1:], strict=False):
-            if next_first - 1 <= applied_seq and path != self._current_path:
+        if not segments:
+            return
+        ends = [first - 1 for first, _ in segments[1:]] + [self._next_seq - 1]
+        for (_, path), last_seq in zip(segments, ends, strict=True):
+            writing = self._file is not None and path == self._current_path
+            if last_seq <= applied_seq and not writing:
                 path.unlink(missing_ok=True)
 
     def close(self) -> None:

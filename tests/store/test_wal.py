@@ -120,3 +120,17 @@ def test_released_segments_are_deleted_but_the_current_one_is_kept(tmp_path: Pat
     assert names == ["00000000000000000003.wal"]
     log.close()
     assert (tmp_path / names[0]).read_bytes()[: len(MAGIC)] == MAGIC
+
+
+def test_a_closed_log_whose_records_are_all_applied_leaves_no_segment(tmp_path: Path):
+    durable: list[tuple[int, int]] = []
+    log = open_log(tmp_path, durable)
+    list(log.recover(0))
+    log.start()
+    log.append(batch(1))
+    log.append(batch(1))
+    log.close()
+    log.release(1)  # record 2 is not applied yet: its segment stays
+    assert len(list(tmp_path.glob("*.wal"))) == 1
+    log.release(2)
+    assert list(tmp_path.glob("*.wal")) == []

@@ -6,6 +6,7 @@ receiver can answer with an exact `partial_success`; everything else in the requ
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -168,6 +169,9 @@ def decode_logs(request: ExportLogsServiceRequest, *, imported: bool = False) ->
     body_types, body_texts, bad = encode_values([record.body for record in records])
     rejections.add(bad, "a body nested too deeply")
     observed = nanos([record.observed_time_unix_nano for record in records])
+    if not imported:
+        # A collector sets the observed time when the sender did not (OTLP logs data model).
+        observed = np.where(observed == 0, time.time_ns(), observed)
     times = nanos([record.time_unix_nano for record in records])
     # The spec lets time be 0 (unknown); the observed time is the best we have then.
     times = np.where(times == 0, observed, times)
