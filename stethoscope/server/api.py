@@ -83,7 +83,7 @@ def api_routes(
             body = await read_body(request, limits.max_body_bytes)
             batch = await run_in_threadpool(
                 ingest,
-                pipeline.submit,
+                pipeline.submit_visible,
                 decoder,
                 signal,
                 body,

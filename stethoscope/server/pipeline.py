@@ -24,6 +24,7 @@ from stethoscope.store.wal import WalConfig, WriteAheadLog
 
 log = logging.getLogger(__name__)
 WRITE_RETRY_S = 1.0
+VISIBLE_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +68,7 @@ class IngestPipeline:
         self._queue: deque[tuple[int, SignalBatch]] = deque()
         self._cond = threading.Condition()
         self._pending_bytes = 0
+        self._visible_seq = 0
         self._stopping = False
         self._wal = WriteAheadLog(wal_config, self._enqueue)
         self._writer = threading.Thread(target=self._run, name="steth-writer", daemon=True)
@@ -86,8 +88,11 @@ class IngestPipeline:
         self._wal.start()
         self._writer.start()
 
-    def submit(self, batch: SignalBatch) -> None:
-        """Make the batch durable; returns when it may be acknowledged, else Overloaded."""
+    def submit(self, batch: SignalBatch) -> int:
+        """Make the batch durable; returns its log sequence number once it may be acknowledged.
+
+        Raises Overloaded (retryable) when the pending-data bound would be exceeded.
+        """
         size = batch.nbytes
         with self._cond:
             if self._stopping:
@@ -98,13 +103,21 @@ class IngestPipeline:
             self._pending_bytes += size
             self.stats.pending_bytes = self._pending_bytes
         try:
-            self._wal.append(batch)
+            seq = self._wal.append(batch)
         except BaseException:
             self._release(size)
             raise
         with self._cond:
             self.stats.accepted += batch.accepted
             self.stats.rejected += batch.rejected
+        return seq
+
+    def submit_visible(self, batch: SignalBatch) -> None:
+        """Submit, then wait until queries can see the batch (imports answer only then)."""
+        seq = self.submit(batch)
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._visible_seq >= seq, VISIBLE_TIMEOUT_S):
+                raise Overloaded("the store is slow to take the import; it is durable, retry later")
 
     def close(self) -> None:
         """Stop accepting, write everything queued, and close the log and the store."""
@@ -165,7 +178,10 @@ class IngestPipeline:
         last_seq = group[-1][0]
         self.store.write([batch for _, batch in group], applied_seq=last_seq)
         self._wal.release(last_seq)
-        self.stats.written_batches += len(group)
+        with self._cond:
+            self._visible_seq = last_seq
+            self.stats.written_batches += len(group)
+            self._cond.notify_all()
 
     def _maybe_prune(self) -> None:
         retention = self.config.retention_ns

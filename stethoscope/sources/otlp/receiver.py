@@ -19,7 +19,7 @@ from stethoscope.model.batch import SignalBatch
 from stethoscope.sources.otlp.codec import DEFAULT_MAX_BODY
 from stethoscope.sources.otlp.decodepool import DecodePool
 
-Consumer = Callable[[SignalBatch], None]
+Consumer = Callable[[SignalBatch], object]
 
 
 class Secret:
