@@ -25,14 +25,3 @@ def parse_trace_id(text: str) -> tuple[int, int]:
     except ValueError:
         raise UsageError(f"trace id is not hex: {text!r}") from None
     return value >> 64, value & 0xFFFF_FFFF_FFFF_FFFF
-
-
-def parse_span_id(text: str) -> int:
-    """A 16-digit hex span id as its UInt64 value."""
-    cleaned = text.strip().lower()
-    if len(cleaned) != 16:
-        raise UsageError(f"span id must be 16 hex digits, got {len(cleaned)}: {text!r}")
-    try:
-        return int(cleaned, 16)
-    except ValueError:
-        raise UsageError(f"span id is not hex: {text!r}") from None
