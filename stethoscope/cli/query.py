@@ -90,20 +90,18 @@ def _positive(name: str, value: int) -> int:
 
 
 def run_services(args: argparse.Namespace) -> int:
-    from stethoscope.cli import render  # rich loads only for commands that draw
-
     with open_source(common.data_dir(args), common.token(args)) as source:
         rows = source.services(common.window(args))
     if args.json:
         common.print_json({"services": rows})
     else:
+        from stethoscope.cli import render  # rich loads only when something is drawn
+
         render.render_services(rows, common.console())
     return 0
 
 
 def run_traces(args: argparse.Namespace) -> int:
-    from stethoscope.cli import render  # rich loads only for commands that draw
-
     query = TraceQuery(
         window=common.window(args),
         service=args.service,
@@ -118,13 +116,13 @@ def run_traces(args: argparse.Namespace) -> int:
     if args.json:
         common.print_json({"traces": rows})
     else:
+        from stethoscope.cli import render  # rich loads only when something is drawn
+
         render.render_traces(rows, common.console())
     return 0
 
 
 def run_trace(args: argparse.Namespace) -> int:
-    from stethoscope.cli import render  # rich loads only for commands that draw
-
     with open_source(common.data_dir(args), common.token(args)) as source:
         found = source.trace(args.trace_id)
     if found is None:
@@ -132,6 +130,8 @@ def run_trace(args: argparse.Namespace) -> int:
     if args.json:
         common.print_json(found)
     else:
+        from stethoscope.cli import render  # rich loads only when something is drawn
+
         render.render_trace(found, common.console())
     return 0
 
@@ -162,8 +162,6 @@ def run_logs(args: argparse.Namespace) -> int:
 
 
 def _print_logs(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
-    from stethoscope.cli import render  # rich loads only for commands that draw
-
     # Following prints one JSON object per line, so that each arrives as it is found.
     if args.json and args.follow:
         for row in rows:
@@ -172,6 +170,8 @@ def _print_logs(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     elif args.json:
         common.print_json({"logs": rows})
     elif rows or not args.follow:
+        from stethoscope.cli import render  # rich loads only when something is drawn
+
         render.render_logs(rows, common.console())
 
 
@@ -203,8 +203,6 @@ def _log_key(row: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def run_metrics(args: argparse.Namespace) -> int:
-    from stethoscope.cli import render  # rich loads only for commands that draw
-
     query = MetricQuery(
         window=common.window(args),
         name=args.name,
@@ -215,8 +213,9 @@ def run_metrics(args: argparse.Namespace) -> int:
         result = source.metrics(query)
     if args.json:
         common.print_json(result)
-    elif args.name:
-        render.render_metric(result, common.console())
     else:
-        render.render_metric_list(result, common.console())
+        from stethoscope.cli import render  # rich loads only when something is drawn
+
+        draw = render.render_metric if args.name else render.render_metric_list
+        draw(result, common.console())
     return 0

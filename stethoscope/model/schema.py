@@ -7,22 +7,21 @@ structs whose value is text: typed enough to restore the original, flat enough t
 
 from __future__ import annotations
 
-import enum
-
 import pyarrow as pa
 
-
-class ValueType(enum.IntEnum):
-    """How an attribute's text value restores to the OTLP AnyValue it came from."""
-
-    EMPTY = 0
-    STRING = 1
-    BOOL = 2
-    INT = 3
-    DOUBLE = 4
-    BYTES = 5  # base64
-    ARRAY = 6  # JSON
-    KVLIST = 7  # JSON object
+__all__ = [
+    "ATTRIBUTE",
+    "ATTRIBUTES",
+    "EVENT",
+    "LINK",
+    "LOGS",
+    "METRIC_POINTS",
+    "QUANTILE",
+    "RESOURCES",
+    "SCOPES",
+    "SPANS",
+    "TABLES",
+]
 
 
 ATTRIBUTE = pa.struct(
@@ -164,16 +163,6 @@ METRIC_POINTS = pa.schema(
         pa.field("imported", pa.bool_()),
     ]
 )
-
-
-class MetricType(enum.IntEnum):
-    """The OTLP metric data kinds."""
-
-    GAUGE = 1
-    SUM = 2
-    HISTOGRAM = 3
-    EXPONENTIAL_HISTOGRAM = 4
-    SUMMARY = 5
 
 
 TABLES: dict[str, pa.Schema] = {

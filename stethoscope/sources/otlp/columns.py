@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from stethoscope.model.schema import ATTRIBUTE, ValueType
+from stethoscope.model.codes import ValueType
+from stethoscope.model.schema import ATTRIBUTE
 
 MAX_VALUE_DEPTH = 32
 ZERO8 = b"\x00" * 8

@@ -16,7 +16,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from stethoscope.model.batch import SignalBatch
-from stethoscope.model.schema import METRIC_POINTS, MetricType
+from stethoscope.model.codes import MetricType
+from stethoscope.model.schema import METRIC_POINTS
 from stethoscope.sources.otlp.columns import (
     INT64_MAX,
     BadRecord,

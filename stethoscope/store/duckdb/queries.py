@@ -14,8 +14,8 @@ from typing import Any
 
 import duckdb
 
+from stethoscope.model.codes import MetricType, ValueType
 from stethoscope.model.ids import parse_trace_id, span_hex, trace_hex
-from stethoscope.model.schema import MetricType, ValueType
 from stethoscope.store.base import LogQuery, MetricQuery, TraceQuery, Window
 
 __all__ = [

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from stethoscope.errors import DataError
-from stethoscope.model.batch import SignalBatch
 from stethoscope.store.base import LogQuery, MetricQuery, TraceQuery, Window
 from stethoscope.store.duckdb import queries
-from stethoscope.store.duckdb.schema import create_schema
+
+if TYPE_CHECKING:  # writing needs pyarrow; reading (the CLI's path) does not load it
+    import pyarrow as pa
+
+    from stethoscope.model.batch import SignalBatch
 
 STORE_FILE = "steth.duckdb"
 _ORIGIN_TABLES = {"resources": "resource_id", "scopes": "scope_id"}
@@ -38,6 +40,8 @@ class DuckDBStore:
             raise DataError(f"cannot open {self.path}: {error}") from None
         self._lock = threading.Lock()
         if not read_only:
+            from stethoscope.store.duckdb.schema import create_schema
+
             create_schema(self._con)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -46,6 +50,8 @@ class DuckDBStore:
 
     def write(self, batches: list[SignalBatch], *, applied_seq: int | None = None) -> None:
         """Commit all batches in one transaction, with the WAL position they reach."""
+        import pyarrow as pa
+
         grouped: dict[str, list[pa.Table]] = {}
         for batch in batches:
             for name, table in batch.tables.items():
