@@ -144,9 +144,11 @@ def _hex_to_base64(text: str) -> str:
     if not text:
         return ""
     try:
-        return base64.b64encode(bytes.fromhex(text)).decode()
+        raw = bytes.fromhex(text)
     except ValueError:
         return _INVALID_ID
+    # fromhex skips whitespace; an id with spaces in it is not the hex the spec asks for.
+    return base64.b64encode(raw).decode() if len(raw) * 2 == len(text) else _INVALID_ID
 
 
 def decode_request(

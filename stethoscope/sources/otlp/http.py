@@ -16,7 +16,8 @@ from stethoscope.sources.otlp.codec import encode_response, export_response
 from stethoscope.sources.otlp.decodepool import DecodePool
 from stethoscope.sources.otlp.receiver import Admission, Consumer, ReceiverLimits, Secret, ingest
 
-_GRPC_CODE_FOR_STATUS = {400: 3, 401: 16, 413: 8, 415: 3, 429: 8, 503: 14}
+# The google.rpc code in an HTTP error body matches what the gRPC receiver answers.
+_GRPC_CODE_FOR_STATUS = {400: 3, 401: 16, 413: 8, 415: 3, 429: 14, 503: 14}
 
 
 async def read_body(request: Request, limit: int) -> bytes:

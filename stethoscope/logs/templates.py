@@ -1,0 +1,237 @@
+"""Online log template mining with bounded memory.
+
+A line is first pre-masked with one combined regular expression: every token that carries a
+digit (numbers, hex, IPs with ports, UUIDs, paths with digits, durations like ``30s``) becomes
+``<*>``, and so does the value of ``key=value``. Runs of ``<*>`` collapse into one. The masked
+text is looked up in a bounded cache; on a miss, clusters of the same token count are compared
+position by position (a Drain-like similarity) and the line either joins the most similar
+cluster, generalising the differing positions to ``<*>``, or founds a new one.
+
+Memory is bounded by ``max_templates`` (clusters) and ``max_cache`` (masked texts). When the
+cluster table is full, a line that fits no cluster goes to a catch-all overflow template for
+its token count, and the refusal is counted in ``overflowed``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+__all__ = ["MinedLine", "Template", "TemplateMiner", "TemplateMinerConfig", "WILDCARD"]
+
+WILDCARD = "<*>"
+
+# One pass over the line: the alternatives are tried left to right at each position.
+# 1. key=value / key: value pairs keep the key and mask the value (when it has a digit or
+#    is a typical variable), 2. any token containing a digit.
+_DELIMS = r"\s,;=()\[\]{}<>\"'|"
+_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_VARIABLE = re.compile(
+    rf"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+)?{_MONTH}\s+\d+\s+[\d:]+(?:\s+\d{{4}})?"  # a date
+    rf"|(?<![^{_DELIMS}])"  # token start
+    rf"[^{_DELIMS}]*\d[^{_DELIMS}]*"  # a token with a digit in it
+    rf"|(?<==)[^{_DELIMS}]+"  # the value after key=
+)
+_RUNS = re.compile(r"<\*>(?:[\s,]*<\*>)+")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TemplateMinerConfig:
+    """Settings of the miner; one generic configuration serves every log."""
+
+    max_templates: int = 10_000
+    max_cache: int = 100_000
+    similarity: float = 0.5
+
+    def validate(self) -> None:
+        """Fail with one clear message on a bad setting."""
+        if self.max_templates < 1:
+            raise ValueError(f"max_templates must be >= 1, got {self.max_templates}")
+        if self.max_cache < 0:
+            raise ValueError(f"max_cache must be >= 0, got {self.max_cache}")
+        if not 0.0 < self.similarity <= 1.0:
+            raise ValueError(f"similarity must be in (0, 1], got {self.similarity}")
+
+
+@dataclass(eq=False)
+class Template:
+    """One cluster of lines: a stable id, its current tokens and how many lines it took."""
+
+    template_id: str
+    tokens: list[str]
+    count: int = 0
+    overflow: bool = False
+
+    @property
+    def text(self) -> str:
+        """The template with ``<*>`` for variables."""
+        return " ".join(self.tokens)
+
+
+@dataclass(frozen=True)
+class MinedLine:
+    """What the miner says about one line."""
+
+    template_id: str
+    template: str
+    variables: list[str] = field(default_factory=list)
+
+
+def template_id_of(text: str) -> str:
+    """A short, stable id for the text a template was founded with."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+
+
+def mask(message: str) -> str:
+    """The message with obvious variables replaced by ``<*>`` and runs of them collapsed."""
+    masked = _VARIABLE.sub(WILDCARD, message)
+    if "<*><*>" in masked or "<*> <*>" in masked or "<*>, <*>" in masked:
+        masked = _RUNS.sub(WILDCARD, masked)
+    return masked
+
+
+class TemplateMiner:
+    """Assigns each log message a template id, template text and variable values, online."""
+
+    def __init__(self, config: TemplateMinerConfig | None = None) -> None:
+        self.config = config or TemplateMinerConfig()
+        self.config.validate()
+        self._cache: dict[str, Template] = {}
+        self._by_length: dict[int, list[Template]] = {}
+        self._templates: dict[str, Template] = {}
+        self._overflow: dict[int, Template] = {}
+        self.overflowed = 0
+        self.cache_evictions = 0
+
+    @property
+    def template_count(self) -> int:
+        """Templates currently held (overflow catch-alls not included)."""
+        return len(self._templates)
+
+    def templates(self) -> list[Template]:
+        """Every template, overflow catch-alls included, in order of creation."""
+        return [*self._templates.values(), *self._overflow.values()]
+
+    def add(self, message: str) -> MinedLine:
+        """Mine one message and return its template id, template and variables."""
+        template = self._match(message)
+        return MinedLine(template.template_id, template.text, extract_variables(template, message))
+
+    def add_ids(self, messages: Iterable[str]) -> list[str]:
+        """Mine many messages; return only their template ids (the fast path)."""
+        match = self._match
+        return [match(message).template_id for message in messages]
+
+    def add_batch(self, messages: Iterable[str]) -> list[MinedLine]:
+        """Mine many messages in order; the same as calling `add` for each."""
+        return [self.add(message) for message in messages]
+
+    def _match(self, message: str) -> Template:
+        masked = mask(message)
+        template = self._cache.get(masked)
+        if template is None:
+            template = self._place(masked.split())
+            self._remember(masked, template)
+        template.count += 1
+        return template
+
+    def _remember(self, masked: str, template: Template) -> None:
+        if len(self._cache) >= self.config.max_cache:
+            # Dropping the whole cache is cheap and keeps memory bounded; it refills in order.
+            self._cache.clear()
+            self.cache_evictions += 1
+        if self.config.max_cache:
+            self._cache[masked] = template
+
+    def _place(self, tokens: list[str]) -> Template:
+        candidates = self._by_length.setdefault(len(tokens), [])
+        best = _most_similar(candidates, tokens, self.config.similarity)
+        if best is not None:
+            _generalise(best, tokens)
+            return best
+        if len(self._templates) >= self.config.max_templates:
+            self.overflowed += 1
+            return self._overflow_for(len(tokens))
+        text = " ".join(tokens)
+        template = Template(template_id_of(text), tokens)
+        self._templates[template.template_id] = template
+        candidates.append(template)
+        return template
+
+    def _overflow_for(self, length: int) -> Template:
+        template = self._overflow.get(length)
+        if template is None:
+            tokens = [WILDCARD] * length
+            template = Template(template_id_of(f"overflow:{length}"), tokens, overflow=True)
+            self._overflow[length] = template
+        return template
+
+
+def _most_similar(candidates: list[Template], tokens: list[str], floor: float) -> Template | None:
+    """The candidate sharing the most constant tokens with ``tokens``, if similar enough."""
+    best: Template | None = None
+    best_score = -1.0
+    length = len(tokens)
+    for template in candidates:
+        same = 0
+        constants = 0
+        for mine, theirs in zip(template.tokens, tokens, strict=True):
+            if mine == WILDCARD:
+                continue
+            constants += 1
+            if mine == theirs:
+                same += 1
+        score = same / length if length else 1.0
+        if constants and same == 0:
+            continue
+        if score > best_score:
+            best, best_score = template, score
+    if best is None or best_score < floor:
+        return None
+    if not _first_token_agrees(best, tokens):
+        return None
+    return best
+
+
+def _first_token_agrees(template: Template, tokens: list[str]) -> bool:
+    """Lines that start with different words are different events (Drain's prefix rule)."""
+    if not tokens:
+        return True
+    first = template.tokens[0]
+    return first == WILDCARD or first == tokens[0] or tokens[0] == WILDCARD
+
+
+def _generalise(template: Template, tokens: list[str]) -> None:
+    """Turn the positions where ``tokens`` differ from the template into wildcards."""
+    current = template.tokens
+    for index, token in enumerate(tokens):
+        if current[index] != token and current[index] != WILDCARD:
+            current[index] = WILDCARD
+
+
+def extract_variables(template: Template, message: str) -> list[str]:
+    """The parts of ``message`` that the template's wildcards stand for."""
+    if WILDCARD not in template.tokens:
+        return []
+    pattern = _template_regex(template.text)
+    found = pattern.fullmatch(" ".join(message.split()))
+    if found is None:
+        return []
+    return [value for value in found.groups() if value is not None]
+
+
+_REGEX_CACHE: dict[str, re.Pattern[str]] = {}
+_REGEX_CACHE_MAX = 4096
+
+
+def _template_regex(text: str) -> re.Pattern[str]:
+    pattern = _REGEX_CACHE.get(text)
+    if pattern is None:
+        if len(_REGEX_CACHE) >= _REGEX_CACHE_MAX:
+            _REGEX_CACHE.clear()
+        parts = [re.escape(part) for part in text.split(WILDCARD)]
+        pattern = re.compile("(.*?)".join(parts), re.DOTALL)
+        _REGEX_CACHE[text] = pattern
+    return pattern
