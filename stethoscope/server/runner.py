@@ -7,11 +7,14 @@ that SIGINT/SIGTERM stop intake first, then drain the pipeline into the store, t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import signal
 import socket
 import sys
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,31 +77,28 @@ def is_loopback(host: str) -> bool:
 class _HttpServers:
     """The OTLP/HTTP and API uvicorn servers on one event loop in a background thread."""
 
-    def __init__(self, config: ServerConfig, pipeline: IngestPipeline, decoder: DecodePool) -> None:
-        self.otlp = _uvicorn(
-            otlp_http_app(pipeline.submit, decoder, config.limits, config.token),
-            config.host,
-            config.http_port,
-        )
-        self.api = _uvicorn(
-            api_app(pipeline, decoder, config.limits, config.token), config.host, config.ui_port
-        )
+    def __init__(
+        self,
+        config: ServerConfig,
+        pipeline: IngestPipeline,
+        decoder: DecodePool,
+        sockets: tuple[socket.socket, socket.socket],
+    ) -> None:
+        self.otlp = _uvicorn(otlp_http_app(pipeline.submit, decoder, config.limits, config.token))
+        self.api = _uvicorn(api_app(pipeline, decoder, config.limits, config.token))
+        self._sockets = sockets
         self._thread = threading.Thread(target=self._run, name="steth-http", daemon=True)
         self.failure: BaseException | None = None
 
     def start(self, timeout: float = 30.0) -> None:
         self._thread.start()
-        for _ in range(int(timeout * 50)):
-            if self.failure or (self.otlp.started and self.api.started):
+        deadline = time.monotonic() + timeout
+        while not (self.otlp.started and self.api.started) and time.monotonic() < deadline:
+            if self.failure or not self._thread.is_alive():
                 break
-            if not self._thread.is_alive():
-                break
-            threading.Event().wait(0.02)
+            time.sleep(0.02)
         if not (self.otlp.started and self.api.started):
-            raise OSError(f"HTTP servers did not start: {self.failure or 'port in use?'}")
-
-    def ports(self) -> tuple[int, int]:
-        return _bound_port(self.otlp), _bound_port(self.api)
+            raise OSError(f"HTTP servers did not start: {self.failure!r}")
 
     def stop(self) -> None:
         self.otlp.should_exit = True
@@ -107,7 +107,10 @@ class _HttpServers:
 
     def _run(self) -> None:
         async def serve_both() -> None:
-            await asyncio.gather(self.otlp.serve(), self.api.serve())
+            otlp_socket, api_socket = self._sockets
+            await asyncio.gather(
+                self.otlp.serve(sockets=[otlp_socket]), self.api.serve(sockets=[api_socket])
+            )
 
         try:
             asyncio.run(serve_both())
@@ -115,62 +118,86 @@ class _HttpServers:
             self.failure = error
 
 
-def _uvicorn(app: Any, host: str, port: int) -> uvicorn.Server:
+def _uvicorn(app: Any) -> uvicorn.Server:
     config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=10,
+        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=10
     )
     return uvicorn.Server(config)
 
 
-def _bound_port(server: uvicorn.Server) -> int:
-    sock: socket.socket = server.servers[0].sockets[0]
-    return int(sock.getsockname()[1])
+@contextlib.contextmanager
+def _listening(host: str, port: int, what: str) -> Iterator[socket.socket]:
+    """A bound socket, made here so that a busy port is one clear error, not a traceback."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise UsageError(
+            f"cannot listen for {what} on {host}:{port}: {error.strerror} "
+            "(another steth up on this port? choose another with its --*-port option)"
+        ) from None
+    with sock:
+        yield sock
+
+
+def _grpc_listening(config: ServerConfig, pipeline: IngestPipeline, decoder: DecodePool) -> Any:
+    address = f"{config.host}:{config.grpc_port}"
+    try:
+        return otlp_grpc_server(address, pipeline.submit, decoder, config.limits, config.token)
+    except (OSError, RuntimeError) as error:
+        raise UsageError(
+            f"cannot listen for OTLP/gRPC on {address}: {error} "
+            "(another steth up on this port? choose another with --grpc-port)"
+        ) from None
 
 
 def run_server(config: ServerConfig, *, ready: threading.Event | None = None) -> int:
-    """Run until SIGINT/SIGTERM; returns the exit code."""
+    """Run until SIGINT/SIGTERM; returns the exit code.
+
+    Everything started is stopped in reverse order: intake first, then the decoders, then the
+    pipeline drains into the store, which closes last.
+    """
     config.validate()
     stop = threading.Event()
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-    decoder = DecodePool(config.limits.decode_workers)
-    store = DuckDBStore(config.data_dir, memory_limit=config.store_memory_limit)
-    pipeline = IngestPipeline(store, WalConfig(directory=config.data_dir / "wal"), config.pipeline)
-    pipeline.start()
-    grpc_server, grpc_port = otlp_grpc_server(
-        f"{config.host}:{config.grpc_port}", pipeline.submit, decoder, config.limits, config.token
-    )
-    http = _HttpServers(config, pipeline, decoder)
-    try:
+    with contextlib.ExitStack() as stack:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            stack.callback(signal.signal, sig, signal.signal(sig, lambda *_: stop.set()))
+        http_sockets = (
+            stack.enter_context(_listening(config.host, config.http_port, "OTLP/HTTP")),
+            stack.enter_context(_listening(config.host, config.ui_port, "the API")),
+        )
+        store = DuckDBStore(config.data_dir, memory_limit=config.store_memory_limit)
+        stack.callback(store.close)
+        pipeline = IngestPipeline(
+            store, WalConfig(directory=config.data_dir / "wal"), config.pipeline
+        )
+        pipeline.start()
+        stack.callback(pipeline.close)
+        decoder = DecodePool(config.limits.decode_workers)
+        stack.callback(decoder.close)
+        grpc_server, grpc_port = _grpc_listening(config, pipeline, decoder)
         grpc_server.start()
+        stack.callback(lambda: grpc_server.stop(grace=10).wait())
+        http = _HttpServers(config, pipeline, decoder, http_sockets)
+        stack.callback(http.stop)
         http.start()
-        http_port, api_port = http.ports()
         addresses = ServerAddresses(
-            host=config.host, grpc_port=grpc_port, http_port=http_port, api_port=api_port
+            host=config.host,
+            grpc_port=grpc_port,
+            http_port=int(http_sockets[0].getsockname()[1]),
+            api_port=int(http_sockets[1].getsockname()[1]),
         )
         write_addresses(config.data_dir, addresses)
+        stack.callback(remove_addresses, config.data_dir)
         _announce(config, addresses)
         if ready is not None:
             ready.set()
         while not stop.wait(0.5):
             if http.failure is not None:
                 raise OSError(f"HTTP server failed: {http.failure}")
-    finally:
-        remove_addresses(config.data_dir)
-        http.stop()
-        grpc_server.stop(grace=10).wait()
-        decoder.close()
-        pipeline.close()
-        store.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     print("steth: stopped; everything acknowledged is in the store", file=sys.stderr)
     return 0
 

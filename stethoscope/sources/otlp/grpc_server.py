@@ -104,6 +104,8 @@ def otlp_grpc_server(
         options=[
             ("grpc.max_receive_message_length", limits.max_body_bytes),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
+            # Without this, a second collector could bind the same port and split the traffic.
+            ("grpc.so_reuseport", 0),
         ],
     )
     admission = Admission(limits.max_inflight)
