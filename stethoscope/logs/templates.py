@@ -28,12 +28,19 @@ WILDCARD = "<*>"
 #    is a typical variable), 2. any token containing a digit.
 _DELIMS = r"\s,;=()\[\]{}<>\"'|"
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_UNIT = r"(?:[mun]?s|secs?|seconds?|mins?|minutes?|h|hours?|days?)"
 _VARIABLE = re.compile(
     rf"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+)?{_MONTH}\s+\d+\s+[\d:]+(?:\s+\d{{4}})?"  # a date
+    rf"|(?<![^{_DELIMS}])[<>~]?\d[\d.:]*\s?{_UNIT}(?![^{_DELIMS}])"  # a duration: 12ms, <1 sec
+    rf"|\s*\((?:[^()]*\d[^()]*)?\)"  # a parenthesised aside with a number: (1.2 KB)
     rf"|(?<![^{_DELIMS}])"  # token start
     rf"[^{_DELIMS}]*\d[^{_DELIMS}]*"  # a token with a digit in it
     rf"|(?<==)[^{_DELIMS}]+"  # the value after key=
+    rf"|(?<![^{_DELIMS}])(?:/|\w+://)[^{_DELIMS}]*"  # a path or URL
 )
+_PUNCTUATION = "\"'()[]{}<>,.;:!?"
+# Words after which a plain word is usually a name, not part of the event.
+_NAME_INTRODUCERS = frozenset({"user", "for"})
 _RUNS = re.compile(r"<\*>(?:[\s,]*<\*>)+")
 
 
@@ -43,7 +50,7 @@ class TemplateMinerConfig:
 
     max_templates: int = 10_000
     max_cache: int = 100_000
-    similarity: float = 0.5
+    similarity: float = 0.8
 
     def validate(self) -> None:
         """Fail with one clear message on a bad setting."""
@@ -87,7 +94,7 @@ def template_id_of(text: str) -> str:
 def mask(message: str) -> str:
     """The message with obvious variables replaced by ``<*>`` and runs of them collapsed."""
     masked = _VARIABLE.sub(WILDCARD, message)
-    if "<*><*>" in masked or "<*> <*>" in masked or "<*>, <*>" in masked:
+    if masked.count(WILDCARD) > 1:
         masked = _RUNS.sub(WILDCARD, masked)
     return masked
 
@@ -170,37 +177,34 @@ class TemplateMiner:
 
 
 def _most_similar(candidates: list[Template], tokens: list[str], floor: float) -> Template | None:
-    """The candidate sharing the most constant tokens with ``tokens``, if similar enough."""
+    """The candidate sharing the most tokens with ``tokens``, if similar enough to join."""
     best: Template | None = None
-    best_score = -1.0
-    length = len(tokens)
+    best_score = floor * len(tokens)
     for template in candidates:
-        same = 0
-        constants = 0
-        for mine, theirs in zip(template.tokens, tokens, strict=True):
-            if mine == WILDCARD:
-                continue
-            constants += 1
-            if mine == theirs:
-                same += 1
-        score = same / length if length else 1.0
-        if constants and same == 0:
-            continue
-        if score > best_score:
-            best, best_score = template, score
-    if best is None or best_score < floor:
-        return None
-    if not _first_token_agrees(best, tokens):
-        return None
+        same = _shared(template.tokens, tokens)
+        if same >= best_score:
+            best, best_score = template, same + 0.5
     return best
 
 
-def _first_token_agrees(template: Template, tokens: list[str]) -> bool:
-    """Lines that start with different words are different events (Drain's prefix rule)."""
-    if not tokens:
-        return True
-    first = template.tokens[0]
-    return first == WILDCARD or first == tokens[0] or tokens[0] == WILDCARD
+def _shared(template: list[str], tokens: list[str]) -> int:
+    """How many positions agree; -1 when two plain words differ (they name different events),
+    unless the word before introduces a name (``for root``, ``user admin``)."""
+    same = 0
+    previous = ""
+    for mine, theirs in zip(template, tokens, strict=True):
+        if mine == theirs:
+            same += 1
+        elif mine != WILDCARD and _is_word(mine) and _is_word(theirs):
+            if previous not in _NAME_INTRODUCERS:
+                return -1
+        previous = mine
+    return same
+
+
+def _is_word(token: str) -> bool:
+    """A plain word, perhaps quoted or followed by punctuation: ``Started``, ``"GET``."""
+    return token.strip(_PUNCTUATION).isalpha()
 
 
 def _generalise(template: Template, tokens: list[str]) -> None:
