@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pyarrow stays out of the CLI's start-up until a command nee
 
 @dataclass(frozen=True, kw_only=True)
 class Window:
-    """A time range in ns since the epoch; None means unbounded on that side."""
+    """A half-open time range [since, until) in ns since the epoch; None leaves a side open."""
 
     since_ns: int | None = None
     until_ns: int | None = None
@@ -23,7 +23,10 @@ class Window:
 
 @dataclass(frozen=True, kw_only=True)
 class TraceQuery:
-    """Filters for `traces`: every given filter must match some span of the trace."""
+    """Filters for `traces`: a trace matches when one of its spans matches every given filter.
+
+    Results are the `limit` traces whose newest matching span is newest, sorted by trace start.
+    """
 
     window: Window = field(default_factory=Window)
     service: str | None = None
