@@ -275,6 +275,7 @@ def test_trace_round_trips_spans(
         assert root["resource"][key] == value
         assert type(root["resource"][key]) is type(value)
     assert root["instance"] == "instance-1"
+    assert root["scope"] == {"name": "steth.e2e", "version": "1.2.3"}
 
     # Events, links, status.
     assert [e["name"] for e in root["events"]] == ["cart loaded"]

@@ -567,6 +567,7 @@ def test_trace_spans_and_logs(store: DuckDBStore) -> None:
         "events": [{"time_ns": at(25), "name": "retry", "attributes": {"attempt": 2}}],
         "links": [{"trace_id": TB, "span_id": "b1" * 8, "attributes": {"link.kind": "follows"}}],
         "resource": {"service.name": "payments", "service.instance.id": "p-1"},
+        "scope": {"name": "tests", "version": "1"},
     }
     assert [record["body"] for record in found["logs"]] == [
         "request started user_id=42",

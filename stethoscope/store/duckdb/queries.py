@@ -314,6 +314,7 @@ def _span(row: dict[str, Any]) -> dict[str, Any]:
             for link in row["links"] or ()
         ],
         "resource": restore_attributes(row["resource"]),
+        "scope": {"name": row["scope_name"] or "", "version": row["scope_version"] or ""},
     }
 
 
@@ -333,9 +334,11 @@ def trace(cursor: duckdb.DuckDBPyConnection, trace_id_hex: str) -> dict[str, Any
     sql = f"""
         SELECT s.span_id, s.parent_span_id, s.service, coalesce(r.instance, '') AS instance,
                s.name, s.kind, s.start_ns, s.duration_ns, s.status_code, s.status_message,
-               s.attributes, s.events, s.links, r.attributes AS resource
+               s.attributes, s.events, s.links, r.attributes AS resource,
+               sc.name AS scope_name, sc.version AS scope_version
         FROM (SELECT * FROM spans WHERE {where.sql()}) s
         LEFT JOIN resources r USING (resource_id)
+        LEFT JOIN scopes sc USING (scope_id)
         ORDER BY s.start_ns, s.span_id
     """
     spans = [_span(row) for row in _rows(cursor, sql, where.params)]
