@@ -62,7 +62,7 @@ def register(subparsers: Any) -> None:
 
     trace = subparsers.add_parser("trace", help="one trace as a tree, with its logs")
     common.add_query_args(trace)
-    trace.add_argument("trace_id", help="32 hex digits")
+    trace.add_argument("trace_id", help="32 hex digits, or the first 8+ as log lines show them")
     trace.set_defaults(handler=run_trace)
 
     logs = subparsers.add_parser("logs", help="log records, oldest first")
@@ -124,7 +124,7 @@ def run_traces(args: argparse.Namespace) -> int:
 
 def run_trace(args: argparse.Namespace) -> int:
     with open_source(common.data_dir(args), common.token(args)) as source:
-        found = source.trace(args.trace_id)
+        found = source.trace(_full_trace_id(source, args.trace_id))
     if found is None:
         raise UsageError(f"no trace {args.trace_id} in this store")
     if args.json:
@@ -134,6 +134,18 @@ def run_trace(args: argparse.Namespace) -> int:
 
         render.render_trace(found, common.console())
     return 0
+
+
+def _full_trace_id(source: Any, given: str) -> str:
+    """The full id for a prefix as log lines print it (8+ digits); ambiguity is an error."""
+    if len(given.strip()) == 32:
+        return given
+    found = source.trace_ids(given)
+    if len(found) == 1:
+        return str(found[0])
+    if not found:
+        raise UsageError(f"no trace id starts with {given}")
+    raise UsageError(f"{given} is ambiguous; it starts: {', '.join(found)} (give more digits)")
 
 
 def _log_query(args: argparse.Namespace, window: Window) -> LogQuery:

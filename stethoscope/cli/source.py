@@ -56,6 +56,9 @@ class ApiSource:
     def trace(self, trace_id: str) -> dict[str, Any] | None:
         return self._get(f"/api/traces/{trace_id}")
 
+    def trace_ids(self, prefix: str) -> list[str]:
+        return list(self._get("/api/trace-ids", [("prefix", prefix)])["trace_ids"])
+
     def logs(self, query: LogQuery) -> list[dict[str, Any]]:
         return self._get("/api/logs", log_query_params(query))["logs"]
 

@@ -25,3 +25,19 @@ def parse_trace_id(text: str) -> tuple[int, int]:
     except ValueError:
         raise UsageError(f"trace id is not hex: {text!r}") from None
     return value >> 64, value & 0xFFFF_FFFF_FFFF_FFFF
+
+
+MIN_PREFIX = 8
+_HALF = 0xFFFF_FFFF_FFFF_FFFF
+
+
+def id_prefix_ranges(prefix: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The (hi, lo) UInt64 ranges holding every trace id that starts with this hex prefix."""
+    cleaned = prefix.strip().lower()
+    if not MIN_PREFIX <= len(cleaned) <= 32 or any(c not in "0123456789abcdef" for c in cleaned):
+        raise UsageError(f"a trace id prefix must be {MIN_PREFIX} to 32 hex digits, got {prefix!r}")
+    # Padding with 0s and with fs gives the smallest and largest id with the prefix; as the
+    # prefix covers whole leading digits, each half ranges independently between the two.
+    low = int(cleaned.ljust(32, "0"), 16)
+    high = int(cleaned.ljust(32, "f"), 16)
+    return (low >> 64, high >> 64), (low & _HALF, high & _HALF)

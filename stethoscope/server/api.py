@@ -64,6 +64,9 @@ def api_routes(
     def trace(request: Request) -> Any:
         return store.trace(request.path_params["trace_id"])
 
+    def trace_ids(request: Request) -> Any:
+        return {"trace_ids": store.trace_ids(request.query_params.get("prefix", ""))}
+
     def logs(request: Request) -> Any:
         return {"logs": store.logs(log_query_from(request.query_params))}
 
@@ -108,6 +111,7 @@ def api_routes(
         Route("/api/services", _guarded(token, services)),
         Route("/api/traces", _guarded(token, traces)),
         Route("/api/traces/{trace_id}", _guarded(token, trace)),
+        Route("/api/trace-ids", _guarded(token, trace_ids)),
         Route("/api/logs", _guarded(token, logs)),
         Route("/api/metrics", _guarded(token, metrics)),
         Route("/api/stats", _guarded(token, stats)),

@@ -81,6 +81,9 @@ class Store(Protocol):
     def trace(self, trace_id: str) -> dict[str, Any] | None:
         """Every span of one trace and its log records, or None when unknown."""
 
+    def trace_ids(self, prefix: str) -> list[str]:
+        """Full ids of a few traces whose hex id starts with `prefix` (8 to 32 digits)."""
+
     def logs(self, query: LogQuery) -> list[dict[str, Any]]:
         """Matching log records, oldest first unless asked otherwise."""
 

@@ -847,3 +847,23 @@ def test_traces_pick_looks_past_one_busy_trace(tmp_path: Path) -> None:
         assert [t["trace_id"] for t in fresh.traces(TraceQuery(limit=5))] == ["bb" * 16, "0c" * 16]
     finally:
         fresh.close()
+
+
+def test_trace_ids_with_prefix_finds_the_trace_log_lines_point_to(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path)
+    ids = [bytes.fromhex("ab" * 4 + "00" * 12), bytes.fromhex("ab" * 4 + "11" * 12),
+           bytes.fromhex("cd" * 16)]  # fmt: skip
+    request = ExportTraceServiceRequest()
+    scope_spans = request.resource_spans.add().scope_spans.add()
+    for i, trace_id in enumerate(ids):
+        span = scope_spans.spans.add()
+        span.trace_id, span.span_id, span.name = trace_id, (i + 1).to_bytes(8, "big"), "op"
+    store.write([decode_traces(request)])
+    assert store.trace_ids("cdcdcdcd") == ["cd" * 16]
+    assert store.trace_ids("abababab") == sorted(i.hex() for i in ids[:2])
+    assert store.trace_ids("abababab" + "11" * 8) == [ids[1].hex()]  # past the high half
+    assert store.trace_ids("ffffffff") == []
+    for bad in ("abc", "zzzzzzzz", "a" * 33):
+        with pytest.raises(UsageError):
+            store.trace_ids(bad)
+    store.close()

@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 
 from stethoscope.model.codes import MetricType, ValueType
-from stethoscope.model.ids import parse_trace_id, span_hex, trace_hex
+from stethoscope.model.ids import id_prefix_ranges, parse_trace_id, span_hex, trace_hex
 from stethoscope.store.base import LogQuery, MetricQuery, TraceQuery, Window
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "services",
     "severity_name",
     "trace",
+    "trace_ids_with_prefix",
     "traces",
 ]
 
@@ -347,6 +348,26 @@ def trace(cursor: duckdb.DuckDBPyConnection, trace_id_hex: str) -> dict[str, Any
         return None
     hi, lo = where.params
     return {"trace_id": trace_hex(hi, lo), "spans": spans, "logs": records}
+
+
+def trace_ids_with_prefix(
+    cursor: duckdb.DuckDBPyConnection, prefix: str, *, limit: int = 5
+) -> list[str]:
+    """Full ids of traces (with spans or logs) whose hex id starts with `prefix`, at most `limit`.
+
+    A prefix is a range of the high (then low) half, so the scan compares integers only.
+    """
+    where = Where()
+    for column, (start, end) in zip(
+        ("trace_hi", "trace_lo"), id_prefix_ranges(prefix), strict=True
+    ):
+        where.add(f"{column} BETWEEN ? AND ?", start, end)
+    found: set[str] = set()
+    for table in ("spans", "logs"):
+        sql = f"SELECT DISTINCT trace_hi, trace_lo FROM {table} WHERE {where.sql()} LIMIT ?"
+        rows = cursor.execute(sql, [*where.params, limit]).fetchall()
+        found.update(trace_hex(hi, lo) for hi, lo in rows if hi or lo)
+    return sorted(found)[:limit]
 
 
 # -- logs -------------------------------------------------------------------------------------

@@ -112,6 +112,9 @@ class DuckDBStore:
     def trace(self, trace_id: str) -> dict[str, Any] | None:
         return queries.trace(self.cursor(), trace_id)
 
+    def trace_ids(self, prefix: str) -> list[str]:
+        return queries.trace_ids_with_prefix(self.cursor(), prefix)
+
     def logs(self, query: LogQuery) -> list[dict[str, Any]]:
         return queries.logs(self.cursor(), query)
 

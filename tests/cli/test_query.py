@@ -1,4 +1,4 @@
-"""`steth logs --follow` prints records as they arrive at a running server."""
+"""The query commands against a running server: `logs --follow`, `trace` by a short id."""
 
 from __future__ import annotations
 
@@ -50,3 +50,23 @@ def test_follow_without_a_server_is_a_usage_error(tmp_path) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "needs a running server" in done.stderr
+
+
+def test_steth_trace_takes_the_short_id_a_log_line_shows(start_server) -> None:
+    server: RunningServer = start_server()
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    request = log_request("with a trace")
+    request["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]["traceId"] = trace_id
+    assert httpx.post(f"{server.otlp_url}/v1/logs", json=request).status_code == 200
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        code, out, _ = server.steth("logs", "--service", "tailing")
+        if "trace=4bf92f35" in out:
+            break
+        time.sleep(0.2)
+    assert "trace=4bf92f35" in out
+    found = server.steth_json("trace", "4bf92f35")
+    assert found["trace_id"] == trace_id
+    assert [r["body"] for r in found["logs"]] == ["with a trace"]
+    code, _, err = server.steth("trace", "00000000")
+    assert code == 2 and "no trace id starts with 00000000" in err
