@@ -8,6 +8,7 @@ Format: docs/formats/wal.md.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import struct
@@ -18,7 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
-from stethoscope.errors import DataError, Overloaded
+from stethoscope.errors import Overloaded
 from stethoscope.model.batch import SignalBatch
 
 MAGIC = b"STWAL01\n"
@@ -187,20 +188,17 @@ class WriteAheadLog:
                 self._commit(items)
 
     def _commit(self, items: list[tuple[bytes, SignalBatch, Future[int]]]) -> None:
-        handle = self._file
         seqs = []
         try:
+            if self._file is None:  # an earlier failure left no open segment
+                self._open_segment()
+            handle = self._file
             for payload, batch, _ in items:
                 seq = self._next_seq
                 self._next_seq += 1
                 signal = SIGNAL_CODES[batch.signal]
-                header = RECORD_HEADER.pack(
-                    len(payload),
-                    _crc(seq, signal, batch.accepted, payload),
-                    seq,
-                    signal,
-                    batch.accepted,
-                )
+                crc = _crc(seq, signal, batch.accepted, payload)
+                header = RECORD_HEADER.pack(len(payload), crc, seq, signal, batch.accepted)
                 handle.write(header)  # type: ignore[attr-defined]
                 handle.write(payload)  # type: ignore[attr-defined]
                 self._written += len(header) + len(payload)
@@ -208,14 +206,26 @@ class WriteAheadLog:
             handle.flush()  # type: ignore[attr-defined]
             os.fdatasync(handle.fileno())  # type: ignore[attr-defined]
         except OSError as error:
-            failure = DataError(f"write-ahead log write failed: {error}")
+            # Retryable: a full or failing disk may recover, and nothing here was acknowledged.
+            failure = Overloaded(f"write-ahead log write failed: {error}", retry_after=5)
             for _, _, future in items:
                 future.set_exception(failure)
+            self._abandon_segment()
             return
         for seq, (_, batch, future) in zip(seqs, items, strict=True):
             self._on_durable(seq, batch)
             future.set_result(seq)
         if self._written >= self.config.segment_bytes:
+            self._open_segment()
+
+    def _abandon_segment(self) -> None:
+        """After a failed write, continue in a fresh segment: recovery stops at torn bytes."""
+        try:
+            self._file.close()  # type: ignore[attr-defined]
+        except (OSError, AttributeError):
+            pass
+        self._file = None
+        with contextlib.suppress(OSError):
             self._open_segment()
 
 

@@ -134,3 +134,24 @@ def test_a_closed_log_whose_records_are_all_applied_leaves_no_segment(tmp_path: 
     assert len(list(tmp_path.glob("*.wal"))) == 1
     log.release(2)
     assert list(tmp_path.glob("*.wal")) == []
+
+
+def test_a_failed_write_is_retryable_and_later_records_survive_recovery(tmp_path: Path):
+    from stethoscope.errors import Overloaded
+
+    durable: list[tuple[int, int]] = []
+    log = open_log(tmp_path, durable)
+    list(log.recover(0))
+    log.start()
+    log.append(batch(1))
+    # The disk refuses the next write (as when it is full): the open segment cannot be written.
+    segment = log._current_path
+    log._file.close()
+    log._file = open(segment, "rb")  # noqa: SIM115 - writing to it raises OSError
+    with pytest.raises(Overloaded) as refused:
+        log.append(batch(2))
+    assert "write-ahead log write failed" in str(refused.value)
+    log.append(batch(3))  # the log carries on in a fresh segment
+    log.close()
+    assert [accepted for _, accepted in durable] == [1, 3]
+    assert [b for _, b in replay(tmp_path)] == [1, 3]
