@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from stethoscope import __version__
-from stethoscope.cli import importing, query, up
+from stethoscope.cli import importing, parse, query, up
 from stethoscope.errors import DataError, UsageError
 
 
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.register(subparsers)
     query.register(subparsers)
     importing.register(subparsers)
+    parse.register(subparsers)
     return parser
 
 

@@ -3,9 +3,13 @@
 A line is first pre-masked with one combined regular expression: every token that carries a
 digit (numbers, hex, IPs with ports, UUIDs, paths with digits, durations like ``30s``) becomes
 ``<*>``, and so does the value of ``key=value``. Runs of ``<*>`` collapse into one. The masked
-text is looked up in a bounded cache; on a miss, clusters of the same token count are compared
-position by position (a Drain-like similarity) and the line either joins the most similar
-cluster, generalising the differing positions to ``<*>``, or founds a new one.
+text is looked up in a bounded cache; on a miss, templates of the same token count are compared
+position by position. A template whose every constant matches is taken (so feeding a line again
+places it the same way); otherwise the most similar one is joined, its differing positions
+becoming ``<*>``, if enough positions agree (``similarity``) and no two plain words differ
+(``Started``/``Stopped`` are different events; a word after ``user``/``for`` is a name);
+otherwise the line founds a new template. Template ids are a short hash of the founding text,
+so the same input in the same order yields the same ids in any process.
 
 Memory is bounded by ``max_templates`` (clusters) and ``max_cache`` (masked texts). When the
 cluster table is full, a line that fits no cluster goes to a catch-all overflow template for
@@ -23,20 +27,21 @@ __all__ = ["MinedLine", "Template", "TemplateMiner", "TemplateMinerConfig", "WIL
 
 WILDCARD = "<*>"
 
-# One pass over the line: the alternatives are tried left to right at each position.
-# 1. key=value / key: value pairs keep the key and mask the value (when it has a digit or
-#    is a typical variable), 2. any token containing a digit.
+# One pass over the line. Except for parenthesised asides, every alternative starts at a token
+# start (one shared look-behind), which keeps the scan cheap: this is the per-line hot path.
 _DELIMS = r"\s,;=()\[\]{}<>\"'|"
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
 _UNIT = r"(?:[mun]?s|secs?|seconds?|mins?|minutes?|h|hours?|days?)"
 _VARIABLE = re.compile(
-    rf"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+)?{_MONTH}\s+\d+\s+[\d:]+(?:\s+\d{{4}})?"  # a date
-    rf"|(?<![^{_DELIMS}])[<>~]?\d[\d.:]*\s?{_UNIT}(?![^{_DELIMS}])"  # a duration: 12ms, <1 sec
-    rf"|\s*\((?:[^()]*\d[^()]*)?\)"  # a parenthesised aside with a number: (1.2 KB)
-    rf"|(?<![^{_DELIMS}])"  # token start
-    rf"[^{_DELIMS}]*\d[^{_DELIMS}]*"  # a token with a digit in it
+    r"\s*\((?:[^()]*\d[^()]*)?\)"  # an aside with a number, (1.2 KB), or an empty ()
+    rf"|(?<![^{_DELIMS}])(?:"  # at a token start:
+    rf"(?=[A-Z])(?:{_DAY}\s+)?{_MONTH}\s+\d+\s+[\d:]+(?:\s+\d{{4}})?"  # a date
+    rf"|[<>~]?\d[\d.:]*\s?{_UNIT}(?![^{_DELIMS}])"  # a duration: 12ms, <1 sec
+    rf"|[^{_DELIMS}]*\d[^{_DELIMS}]*"  # a token with a digit: numbers, hex, IPs, ids
     rf"|(?<==)[^{_DELIMS}]+"  # the value after key=
-    rf"|(?<![^{_DELIMS}])(?:/|\w+://)[^{_DELIMS}]*"  # a path or URL
+    rf"|(?:/|\w+://)[^{_DELIMS}]*"  # a path or URL
+    r")"
 )
 _PUNCTUATION = "\"'()[]{}<>,.;:!?"
 # Words after which a plain word is usually a name, not part of the event.
@@ -70,11 +75,10 @@ class Template:
     tokens: list[str]
     count: int = 0
     overflow: bool = False
+    text: str = field(init=False)
 
-    @property
-    def text(self) -> str:
-        """The template with ``<*>`` for variables."""
-        return " ".join(self.tokens)
+    def __post_init__(self) -> None:
+        self.text = " ".join(self.tokens)
 
 
 @dataclass(frozen=True)
@@ -145,12 +149,13 @@ class TemplateMiner:
         return template
 
     def _remember(self, masked: str, template: Template) -> None:
+        if not self.config.max_cache:
+            return
         if len(self._cache) >= self.config.max_cache:
             # Dropping the whole cache is cheap and keeps memory bounded; it refills in order.
             self._cache.clear()
             self.cache_evictions += 1
-        if self.config.max_cache:
-            self._cache[masked] = template
+        self._cache[masked] = template
 
     def _place(self, tokens: list[str]) -> Template:
         candidates = self._by_length.setdefault(len(tokens), [])
@@ -177,34 +182,46 @@ class TemplateMiner:
 
 
 def _most_similar(candidates: list[Template], tokens: list[str], floor: float) -> Template | None:
-    """The candidate sharing the most tokens with ``tokens``, if similar enough to join."""
+    """The template ``tokens`` already fit, else the most similar one if similar enough.
+
+    Fitting first keeps the miner idempotent: a line placed once is placed the same way again
+    even after its template was generalised further.
+    """
     best: Template | None = None
     best_score = floor * len(tokens)
     for template in candidates:
-        same = _shared(template.tokens, tokens)
+        same, fits = _shared(template.tokens, tokens)
+        if fits:
+            return template
         if same >= best_score:
             best, best_score = template, same + 0.5
     return best
 
 
-def _shared(template: list[str], tokens: list[str]) -> int:
-    """How many positions agree; -1 when two plain words differ (they name different events),
-    unless the word before introduces a name (``for root``, ``user admin``)."""
+def _shared(template: list[str], tokens: list[str]) -> tuple[int, bool]:
+    """How many positions agree, and whether every constant of the template agrees.
+
+    Two plain words that differ name different events (``Started``/``Stopped``): then the
+    answer is (-1, False), unless the word before introduces a name (``for root``).
+    """
     same = 0
+    constants = 0
     previous = ""
     for mine, theirs in zip(template, tokens, strict=True):
         if mine == theirs:
             same += 1
-        elif mine != WILDCARD and _is_word(mine) and _is_word(theirs):
-            if previous not in _NAME_INTRODUCERS:
-                return -1
+            constants += mine != WILDCARD
+        elif mine != WILDCARD:
+            if _is_word(mine) and _is_word(theirs) and previous not in _NAME_INTRODUCERS:
+                return -1, False
+            constants = -len(template)
         previous = mine
-    return same
+    return same, constants > 0
 
 
 def _is_word(token: str) -> bool:
     """A plain word, perhaps quoted or followed by punctuation: ``Started``, ``"GET``."""
-    return token.strip(_PUNCTUATION).isalpha()
+    return token.strip(_PUNCTUATION).replace("-", "").isalpha()
 
 
 def _generalise(template: Template, tokens: list[str]) -> None:
@@ -213,6 +230,7 @@ def _generalise(template: Template, tokens: list[str]) -> None:
     for index, token in enumerate(tokens):
         if current[index] != token and current[index] != WILDCARD:
             current[index] = WILDCARD
+    template.text = " ".join(current)
 
 
 def extract_variables(template: Template, message: str) -> list[str]:

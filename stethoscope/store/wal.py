@@ -220,10 +220,8 @@ class WriteAheadLog:
 
     def _abandon_segment(self) -> None:
         """After a failed write, continue in a fresh segment: recovery stops at torn bytes."""
-        try:
+        with contextlib.suppress(OSError, AttributeError):
             self._file.close()  # type: ignore[attr-defined]
-        except (OSError, AttributeError):
-            pass
         self._file = None
         with contextlib.suppress(OSError):
             self._open_segment()
