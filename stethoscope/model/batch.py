@@ -37,11 +37,6 @@ class SignalBatch:
         """Memory held by the batch's columns."""
         return sum(table.nbytes for table in self.tables.values())
 
-    def rows(self, table: str) -> int:
-        """Rows in one of the batch's tables (0 when absent)."""
-        found = self.tables.get(table)
-        return found.num_rows if found is not None else 0
-
     def to_bytes(self) -> bytes:
         """The batch's tables as length-prefixed Arrow IPC streams."""
         if self.encoded is not None:

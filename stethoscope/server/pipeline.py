@@ -77,11 +77,13 @@ class IngestPipeline:
     def start(self) -> None:
         """Replay what the log holds beyond the store, then start accepting."""
         replay: list[tuple[int, SignalBatch]] = []
+        rows = 0
         for seq, batch in self._wal.recover(self.store.applied_seq()):
             replay.append((seq, batch))
-            if sum(b.rows(t) for _, b in replay for t in b.tables) >= self.config.batch_rows:
+            rows += batch.accepted
+            if rows >= self.config.batch_rows:
                 self._write(replay)
-                replay = []
+                replay, rows = [], 0
         if replay:
             self._write(replay)
         self.stats.replayed_batches = self.stats.written_batches

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -63,8 +64,6 @@ def start_raw_server(data: Path, *extra: str) -> tuple[subprocess.Popen[bytes], 
 
 def stored_trace_count(data: Path, service: str) -> int:
     """Traces of a service as the CLI reports them from the store itself."""
-    import json
-
     code, out, err = run_steth("traces", "--service", service, "--limit", "100000", "--json",
                                "--data", str(data))  # fmt: skip
     assert code == 0, err
@@ -78,9 +77,8 @@ def test_every_acknowledged_span_survives_kill_9(tmp_path: Path) -> None:
     acknowledged: list[bytes] = []
     stop = threading.Event()
 
-    def send(worker: int) -> None:
+    def send() -> None:
         with httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=10) as client:
-            n = 0
             while not stop.is_set():
                 ids = [os.urandom(16) for _ in range(20)]
                 try:
@@ -90,9 +88,8 @@ def test_every_acknowledged_span_survives_kill_9(tmp_path: Path) -> None:
                     return  # the server is gone: nothing more was acknowledged
                 if response.status_code == 200:
                     acknowledged.extend(ids)
-                n += 1
 
-    senders = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+    senders = [threading.Thread(target=send) for _ in range(4)]
     for thread in senders:
         thread.start()
     time.sleep(3)
