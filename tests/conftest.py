@@ -142,11 +142,18 @@ def _wait_ready(server: RunningServer) -> None:
 
 @contextmanager
 def launch_server(
-    base: Path, *, token: str | None = None, extra_args: Sequence[str] = ()
+    base: Path,
+    *,
+    token: str | None = None,
+    extra_args: Sequence[str] = (),
+    ports: tuple[int, int, int] | None = None,
 ) -> Iterator[RunningServer]:
-    """Start `steth up` with its data under `base`; stop it (and check exit 0) on leaving."""
+    """Start `steth up` with its data under `base`; stop it (and check exit 0) on leaving.
+
+    `ports` (grpc, http, api) lets a test start the collector late on ports a client already uses.
+    """
     data = base / "data"
-    ports = free_port(), free_port(), free_port()
+    ports = ports or (free_port(), free_port(), free_port())
     command = [
         sys.executable,
         "-m",
@@ -196,16 +203,23 @@ ServerFactory = Callable[..., RunningServer]
 def _server_factory(make_base: Callable[[], Path]) -> Iterator[ServerFactory]:
     with ExitStack() as stack:
 
-        def start(*, token: str | None = None, extra_args: Sequence[str] = ()) -> RunningServer:
+        def start(
+            *,
+            token: str | None = None,
+            extra_args: Sequence[str] = (),
+            ports: tuple[int, int, int] | None = None,
+        ) -> RunningServer:
             base = make_base()
-            return stack.enter_context(launch_server(base, token=token, extra_args=extra_args))
+            return stack.enter_context(
+                launch_server(base, token=token, extra_args=extra_args, ports=ports)
+            )
 
         yield start
 
 
 @pytest.fixture
 def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
-    """A factory: `start_server(token=None, extra_args=())` starts a server for this test."""
+    """A factory: `start_server(token=None, extra_args=(), ports=None)` starts a server."""
     with _server_factory(lambda: tmp_path_factory.mktemp("server")) as start:
         yield start
 
