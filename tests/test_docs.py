@@ -31,7 +31,7 @@ def test_every_documented_flag_exists(command: str, usage: str):
 
 
 def test_query_commands_take_json_data_since_until():
-    for name in ("services", "traces", "trace", "logs", "metrics"):
+    for name in ("services", "traces", "trace", "logs", "metrics", "templates", "events", "why"):
         known = {o for a in subcommands()[name]._actions for o in a.option_strings}
         assert {"--json", "--data", "--since", "--until"} <= known, name
 

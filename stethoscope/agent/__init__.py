@@ -1,0 +1,1 @@
+"""What `steth run` injects into the processes it supervises: see `inject.child_environment`."""

@@ -16,6 +16,7 @@ from stethoscope.cli import common
 from stethoscope.errors import DataError, Rejected
 from stethoscope.model.batch import SignalBatch
 from stethoscope.server.discovery import ServerAddresses, read_addresses
+from stethoscope.server.templating import LogTemplater
 from stethoscope.sources.importer import ImportSummary, check_paths, decode_line, import_files
 from stethoscope.store.duckdb.store import DuckDBStore
 
@@ -28,6 +29,8 @@ class _DirectSink:
 
     def __init__(self, store: DuckDBStore) -> None:
         self.store = store
+        self.templater = LogTemplater()  # imports get templates as live records do
+        self.templater.restore(store.template_rows())
         self.pending: list[SignalBatch] = []
         self.rows = 0
 
@@ -42,7 +45,8 @@ class _DirectSink:
 
     def flush(self) -> None:
         if self.pending:
-            self.store.write(self.pending)
+            batches, templates = self.templater.annotate(self.pending)
+            self.store.write(batches, templates=templates)
         self.pending, self.rows = [], 0
 
 

@@ -6,7 +6,10 @@ import argparse
 import sys
 
 from stethoscope import __version__
-from stethoscope.cli import importing, parse, query, up
+from stethoscope.cli import events as events_cli
+from stethoscope.cli import importing, parse, query, scrape, up
+from stethoscope.cli import run as run_cli
+from stethoscope.cli import why as why_cli
 from stethoscope.errors import DataError, UsageError
 
 
@@ -19,8 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     up.register(subparsers)
     query.register(subparsers)
+    why_cli.register(subparsers)
+    events_cli.register(subparsers)
     importing.register(subparsers)
     parse.register(subparsers)
+    scrape.register(subparsers)
+    run_cli.register(subparsers)
     return parser
 
 

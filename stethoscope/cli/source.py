@@ -10,12 +10,22 @@ from typing import TYPE_CHECKING, Any
 from stethoscope.errors import DataError, UsageError
 from stethoscope.server.discovery import ServerAddresses, read_addresses
 from stethoscope.server.queryparams import (
+    event_query_params,
     log_query_params,
     metric_query_params,
+    template_query_params,
     trace_query_params,
+    why_params,
     window_params,
 )
-from stethoscope.store.base import LogQuery, MetricQuery, TraceQuery, Window
+from stethoscope.store.base import (
+    EventQuery,
+    LogQuery,
+    MetricQuery,
+    TemplateQuery,
+    TraceQuery,
+    Window,
+)
 
 if TYPE_CHECKING:
     from stethoscope.store.duckdb.store import DuckDBStore
@@ -64,6 +74,23 @@ class ApiSource:
 
     def metrics(self, query: MetricQuery) -> dict[str, Any]:
         return self._get("/api/metrics", metric_query_params(query))
+
+    def templates(self, query: TemplateQuery) -> list[dict[str, Any]]:
+        return self._get("/api/templates", template_query_params(query))["templates"]
+
+    def events(self, query: EventQuery) -> list[dict[str, Any]]:
+        return self._get("/api/events", event_query_params(query))["events"]
+
+    def why(
+        self,
+        since_ns: int,
+        until_ns: int,
+        *,
+        baseline: tuple[int, int] | None,
+        service: str | None,
+    ) -> dict[str, Any]:
+        """The server's `steth why` report for the window."""
+        return self._get("/api/why", why_params(since_ns, until_ns, baseline, service))
 
     def close(self) -> None:
         self._client.close()

@@ -125,6 +125,20 @@ class TemplateMiner:
         """Every template, overflow catch-alls included, in order of creation."""
         return [*self._templates.values(), *self._overflow.values()]
 
+    def restore(self, template_id: str, text: str) -> bool:
+        """Take back a template an earlier run persisted, so that its id stays the same.
+
+        Restore in creation order: the first template a line fits wins. Returns False (and
+        keeps nothing) when the id is already held or the table is full.
+        """
+        if template_id in self._templates or len(self._templates) >= self.config.max_templates:
+            return False
+        tokens = text.split(" ")
+        template = Template(template_id, tokens)
+        self._templates[template_id] = template
+        self._by_length.setdefault(len(tokens), []).append(template)
+        return True
+
     def add(self, message: str) -> MinedLine:
         """Mine one message and return its template id, template and variables."""
         template = self._match(message)

@@ -122,6 +122,10 @@ LOGS = pa.schema(
         pa.field("span_id", pa.uint64()),
         pa.field("event_name", pa.string()),
         pa.field("imported", pa.bool_()),
+        # Filled by the writer's template miner (null when not mined); last, so that stores
+        # migrated with ALTER TABLE ADD COLUMN keep the same column order as new ones.
+        pa.field("template_id", pa.uint64()),
+        pa.field("template_params", pa.list_(pa.string())),
     ]
 )
 

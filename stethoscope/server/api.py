@@ -15,9 +15,12 @@ from starlette.routing import Route
 from stethoscope.errors import IngestError, Overloaded, StethError, UsageError
 from stethoscope.server.pipeline import IngestPipeline
 from stethoscope.server.queryparams import (
+    event_query_from,
     log_query_from,
     metric_query_from,
+    template_query_from,
     trace_query_from,
+    why_from,
     window_from,
 )
 from stethoscope.sources.otlp.codec import SIGNALS
@@ -73,8 +76,23 @@ def api_routes(
     def metrics(request: Request) -> Any:
         return store.metrics(metric_query_from(request.query_params))
 
+    def templates(request: Request) -> Any:
+        return {"templates": store.templates(template_query_from(request.query_params))}
+
+    def events(request: Request) -> Any:
+        return {"events": store.events(event_query_from(request.query_params))}
+
+    def why(request: Request) -> Any:
+        from stethoscope.analysis.why import explain, scope_for
+
+        since, until, baseline, service = why_from(request.query_params)
+        return explain(store, scope_for(since, until, baseline=baseline, service=service)).to_json()
+
     def stats(request: Request) -> Any:
-        return dataclasses.asdict(pipeline.stats)
+        return {
+            **dataclasses.asdict(pipeline.stats),
+            "templates": dataclasses.asdict(pipeline.templater.stats()),
+        }
 
     async def import_endpoint(request: Request) -> Response:
         signal = request.path_params["signal"]
@@ -114,6 +132,9 @@ def api_routes(
         Route("/api/trace-ids", _guarded(token, trace_ids)),
         Route("/api/logs", _guarded(token, logs)),
         Route("/api/metrics", _guarded(token, metrics)),
+        Route("/api/templates", _guarded(token, templates)),
+        Route("/api/events", _guarded(token, events)),
+        Route("/api/why", _guarded(token, why)),
         Route("/api/stats", _guarded(token, stats)),
         Route("/api/import/{signal}", import_endpoint, methods=["POST"]),
     ]

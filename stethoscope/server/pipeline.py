@@ -14,11 +14,12 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stethoscope.errors import Overloaded
 from stethoscope.model.batch import SignalBatch
 from stethoscope.model.timeutil import now_ns
+from stethoscope.server.templating import LogTemplater, LogTemplaterConfig
 from stethoscope.store.duckdb.store import DuckDBStore
 from stethoscope.store.wal import WalConfig, WriteAheadLog
 
@@ -36,12 +37,14 @@ class PipelineConfig:
     flush_interval_s: float = 0.5
     retention_ns: int | None = 7 * 86400 * 1_000_000_000
     prune_interval_s: float = 60.0
+    templates: LogTemplaterConfig = field(default_factory=LogTemplaterConfig)
 
     def validate(self) -> None:
         if self.max_pending_bytes < 1024 * 1024:
             raise ValueError("max_pending_bytes must be at least 1 MiB")
         if self.batch_rows < 1:
             raise ValueError("batch_rows must be at least 1")
+        self.templates.validate()
 
 
 @dataclass
@@ -65,6 +68,9 @@ class IngestPipeline:
         self.config = config
         self.store = store
         self.stats = PipelineStats()
+        # Mining runs on the writer (one owner, log order); its state comes back from the store.
+        self.templater = LogTemplater(config.templates)
+        self.templater.restore(store.template_rows())
         self._queue: deque[tuple[int, SignalBatch]] = deque()
         self._cond = threading.Condition()
         self._pending_bytes = 0
@@ -178,7 +184,8 @@ class IngestPipeline:
 
     def _write(self, group: list[tuple[int, SignalBatch]]) -> None:
         last_seq = group[-1][0]
-        self.store.write([batch for _, batch in group], applied_seq=last_seq)
+        batches, templates = self.templater.annotate([batch for _, batch in group])
+        self.store.write(batches, applied_seq=last_seq, templates=templates)
         self._wal.release(last_seq)
         with self._cond:
             self._visible_seq = last_seq

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from stethoscope.errors import UsageError
-from stethoscope.store.base import LogQuery, MetricQuery, TraceQuery, Window
+from stethoscope.store.base import (
+    EventQuery,
+    LogQuery,
+    MetricQuery,
+    TemplateQuery,
+    TraceQuery,
+    Window,
+)
 
 
 def window_params(window: Window) -> list[tuple[str, str]]:
@@ -112,3 +119,61 @@ def metric_query_from(params: Mapping[str, str]) -> MetricQuery:
         service=params.get("service") or None,
         points_per_series=_int(params, "points") or 10,
     )
+
+
+def _named(params: list[tuple[str, str]], **values: str | None) -> list[tuple[str, str]]:
+    """`params` plus each value that is set, under its name."""
+    return params + [(name, value) for name, value in values.items() if value]
+
+
+def template_query_params(query: TemplateQuery) -> list[tuple[str, str]]:
+    """URL parameters for a TemplateQuery."""
+    params = window_params(query.window) + [("limit", str(query.limit))]
+    return _named(params, service=query.service)
+
+
+def template_query_from(params: Mapping[str, str]) -> TemplateQuery:
+    """A TemplateQuery from URL parameters."""
+    return TemplateQuery(
+        window=window_from(params),
+        service=params.get("service") or None,
+        limit=_int(params, "limit") or 50,
+    )
+
+
+def event_query_params(query: EventQuery) -> list[tuple[str, str]]:
+    """URL parameters for an EventQuery."""
+    params = window_params(query.window) + [("limit", str(query.limit))]
+    return _named(params, service=query.service, name=query.name)
+
+
+def event_query_from(params: Mapping[str, str]) -> EventQuery:
+    """An EventQuery from URL parameters."""
+    return EventQuery(
+        window=window_from(params),
+        service=params.get("service") or None,
+        name=params.get("name") or None,
+        limit=_int(params, "limit") or 100,
+    )
+
+
+def why_params(
+    since_ns: int, until_ns: int, baseline: tuple[int, int] | None, service: str | None
+) -> list[tuple[str, str]]:
+    """URL parameters of a `steth why` request."""
+    params = window_params(Window(since_ns=since_ns, until_ns=until_ns))
+    if baseline is not None:
+        params += [("baseline_since_ns", str(baseline[0])), ("baseline_until_ns", str(baseline[1]))]
+    return _named(params, service=service)
+
+
+def why_from(
+    params: Mapping[str, str],
+) -> tuple[int, int, tuple[int, int] | None, str | None]:
+    """(since, until, baseline or None, service or None) of a `steth why` request."""
+    since, until = _int(params, "since_ns"), _int(params, "until_ns")
+    if since is None or until is None:
+        raise UsageError("why needs since_ns and until_ns")
+    start, end = _int(params, "baseline_since_ns"), _int(params, "baseline_until_ns")
+    baseline = (start, end) if start is not None and end is not None else None
+    return since, until, baseline, params.get("service") or None

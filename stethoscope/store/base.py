@@ -6,10 +6,13 @@ shapes come back whether the CLI asks a running server's API or opens the store 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # pyarrow stays out of the CLI's start-up until a command needs it
+    import pyarrow as pa
+
     from stethoscope.model.batch import SignalBatch
 
 
@@ -60,11 +63,53 @@ class MetricQuery:
     points_per_series: int = 10
 
 
+@dataclass(frozen=True, kw_only=True)
+class TemplateQuery:
+    """Filters for `templates`: the `limit` templates with the most records in the window."""
+
+    window: Window = field(default_factory=Window)
+    service: str | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventQuery:
+    """Filters for `events`: log records carrying an event name; the newest `limit`."""
+
+    window: Window = field(default_factory=Window)
+    service: str | None = None
+    name: str | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True, kw_only=True)
+class TemplateRow:
+    """One template as the store keeps it (see `stethoscope.logs.templating`)."""
+
+    service: str
+    template_id: int
+    ordinal: int
+    template: str
+    overflow: bool
+    first_seen_ns: int
+    last_seen_ns: int
+    example: str
+
+
 class Store(Protocol):
     """What every store offers: batched writes from one writer, and reads from anyone."""
 
-    def write(self, batches: list[SignalBatch], *, applied_seq: int | None = None) -> None:
-        """Commit the batches atomically, with the WAL position they bring the store to."""
+    def write(
+        self,
+        batches: list[SignalBatch],
+        *,
+        applied_seq: int | None = None,
+        templates: Sequence[TemplateRow] = (),
+    ) -> None:
+        """Commit the batches and the templates they touched atomically, with the WAL position."""
+
+    def template_rows(self) -> list[TemplateRow]:
+        """Every stored template, by service and founding order: the miners' saved state."""
 
     def applied_seq(self) -> int:
         """The last WAL sequence number whose data is committed (0 when none)."""
@@ -89,6 +134,21 @@ class Store(Protocol):
 
     def metrics(self, query: MetricQuery) -> dict[str, Any]:
         """Metric names with type, unit and series count; or one metric's series and values."""
+
+    def templates(self, query: TemplateQuery) -> list[dict[str, Any]]:
+        """Log templates with their record counts in the window, most frequent first."""
+
+    def events(self, query: EventQuery) -> list[dict[str, Any]]:
+        """Log records with an event name, oldest first (the newest `limit` of them)."""
+
+    def span_profile(self, window: Window, bucket_ns: int) -> pa.Table:
+        """Per (service, instance, operation, bucket) span counts, errors and self-time stats."""
+
+    def edge_profile(self, window: Window, bucket_ns: int) -> pa.Table:
+        """Per (caller, callee, bucket) cross-service call counts, errors and gap stats."""
+
+    def log_profile(self, window: Window, bucket_ns: int) -> pa.Table:
+        """Per (service, instance, template, bucket) log record counts and highest level."""
 
     def close(self) -> None:
         """Flush and release the store."""

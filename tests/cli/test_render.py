@@ -566,3 +566,72 @@ def test_public_api_is_the_renderers() -> None:
     assert sorted(render.__all__) == sorted(
         name for name in dir(render) if name.startswith("render_")
     )
+
+
+def test_services_with_many_instances_count_their_states() -> None:
+    states = ["running"] * 6 + ["crash_loop"] + [None] * 2
+    instances = [
+        {"instance": f"host:{i}", "first_seen_ns": T0, "last_seen_ns": T0, "state": state}
+        for i, state in enumerate(states)
+    ]
+    service = {"service": "api", "instances": instances, "first_seen_ns": T0, "last_seen_ns": T0,
+               "spans": 1, "logs": 0, "metric_points": 0, "error_spans": 0,
+               "error_logs": 0}  # fmt: skip
+    out = show(render_services, [service], 120)
+    assert "9 (1 crash loop, 6 running)" in out and "host:" not in out
+
+
+@pytest.mark.parametrize(
+    ("instance", "label"),
+    [
+        ({"state": "exited", "exit_code": 0}, "exited 0"),
+        ({"state": "exited", "exit_code": 137}, "exited 137"),
+        ({"state": "exited", "exit_code": None, "exit_signal": "SIGKILL"}, "exited SIGKILL"),
+        ({"state": "exited"}, "exited"),
+        ({"state": "restarting", "restart_count": 2}, "restarting"),
+        ({"state": "crash_loop"}, "crash loop"),
+        ({"state": "running"}, "running"),
+    ],
+    ids=[
+        "clean exit",
+        "exit code",
+        "signal",
+        "exit unknown",
+        "restarting",
+        "crash loop",
+        "running",
+    ],
+)
+def test_instance_state_labels(instance: dict[str, Any], label: str) -> None:
+    from stethoscope.cli.render.events import state_label
+
+    found = state_label(instance)
+    assert found is not None and found.plain == label
+
+
+def test_events_are_one_compact_line_each() -> None:
+    attributes = {
+        "event.name": "process.fingerprint",
+        "process.environment": {"HOME": "/root", "PATH": "/bin"},
+        "process.command_args": ["python", "app.py", "--port", "8080"],
+        "error.message": "bad \x1b[31mred\x1b[0m " + "x" * 100,
+        **{f"extra.{i}": i for i in range(8)},
+    }
+    event = {"time_ns": T0, "service": "api", "instance": "api-1", "severity_number": 9,
+             "event_name": "process.fingerprint", "attributes": attributes}  # fmt: skip
+    out = show(render.render_events, [event], 400)
+    [line] = out.splitlines()
+    assert "api/api-1 process.fingerprint" in line and "event.name" not in line
+    assert "process.environment={2 keys}" in line
+    assert "process.command_args=python app.py --port 8080" in line
+    assert "\x1b" not in line and "\\x1b[31mred" in line and "…" in line
+    assert "(+3 more, see --json)" in line
+
+
+@pytest.mark.parametrize(
+    ("renderer", "message"),
+    [(render.render_events, "no matching events"), (render.render_templates, "no log templates")],
+    ids=["events", "templates"],
+)
+def test_empty_events_and_templates(renderer: Callable[[Any, Console], None], message: str) -> None:
+    assert message in show(renderer, [])

@@ -8,6 +8,7 @@ attribute values) goes into ``Text`` objects, never through rich markup, and has
 characters made visible so a log line cannot drive the user's terminal.
 """
 
+from stethoscope.cli.render.events import render_events, render_templates
 from stethoscope.cli.render.tables import (
     render_logs,
     render_metric,
@@ -18,10 +19,12 @@ from stethoscope.cli.render.tables import (
 from stethoscope.cli.render.trace import render_trace
 
 __all__ = [
+    "render_events",
     "render_logs",
     "render_metric",
     "render_metric_list",
     "render_services",
+    "render_templates",
     "render_trace",
     "render_traces",
 ]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
+from stethoscope.cli.render.events import state_label
 from stethoscope.cli.render.text import (
     _FEW_INSTANCES,
     _SPARK_BLOCKS,
@@ -67,11 +69,24 @@ def render_services(data: Sequence[Record], console: Console) -> None:
 
 
 def _instances_cell(instances: Sequence[Record]) -> Text:
-    """The instance count, and their names when there are only a few."""
+    """The instance count; a few are named with their state, many get counts per state."""
     cell = Text(str(len(instances)))
     if 0 < len(instances) <= _FEW_INSTANCES:
-        names = ", ".join(_one_line(i.get("instance")) or "-" for i in instances)
-        cell.append(f" ({names})", style="dim")
+        cell.append(" (", style="dim")
+        for index, instance in enumerate(instances):
+            if index:
+                cell.append(", ", style="dim")
+            cell.append(_one_line(instance.get("instance")) or "-", style="dim")
+            label = state_label(instance)
+            if label is not None:
+                cell.append(" ")
+                cell.append_text(label)
+        cell.append(")", style="dim")
+        return cell
+    labels = Counter(label.plain for label in map(state_label, instances) if label is not None)
+    if labels:
+        summary = ", ".join(f"{count} {label}" for label, count in sorted(labels.items()))
+        cell.append(f" ({summary})", style="dim")
     return cell
 
 

@@ -7,6 +7,7 @@ receiver can answer with an exact `partial_success`; everything else in the requ
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from stethoscope.model.batch import SignalBatch
+from stethoscope.model.codes import ValueType
 from stethoscope.model.schema import EVENT, LINK, LOGS, SPANS
 from stethoscope.sources.otlp.columns import (
     FlatAttributes,
@@ -33,6 +35,7 @@ from stethoscope.sources.otlp.origins import Origins
 __all__ = ["decode_logs", "decode_metrics", "decode_traces"]
 
 NESTING = "an attribute value nested too deeply"
+EVENT_NAME_KEY = "event.name"
 
 
 class Rejections:
@@ -154,6 +157,21 @@ def decode_traces(request: ExportTraceServiceRequest, *, imported: bool = False)
     return rejections.finish(batch, "spans", pa.Table.from_arrays(columns, schema=SPANS))
 
 
+def _event_names(records: list[Any], attributes: FlatAttributes) -> list[str]:
+    """Each record's event name: its `event_name` field, else its `event.name` attribute.
+
+    Many SDKs send an event only as the attribute (the older OTel event convention).
+    """
+    names = [record.event_name for record in records]
+    if EVENT_NAME_KEY not in attributes.keys:  # the common case: one C-level scan
+        return names
+    for index, key in enumerate(attributes.keys):
+        if key == EVENT_NAME_KEY and attributes.types[index] == ValueType.STRING:
+            owner = bisect_right(attributes.offsets, index) - 1
+            names[owner] = names[owner] or attributes.texts[index]
+    return names
+
+
 def decode_logs(request: ExportLogsServiceRequest, *, imported: bool = False) -> SignalBatch:
     """Log records of an export request as the logs, resources and scopes tables."""
     origins = Origins()
@@ -192,8 +210,10 @@ def decode_logs(request: ExportLogsServiceRequest, *, imported: bool = False) ->
         pa.array(hi, pa.uint64()),
         pa.array(lo, pa.uint64()),
         pa.array(id_values(span_ids), pa.uint64()),
-        pa.array([record.event_name for record in records], pa.string()),
+        pa.array(_event_names(records, attributes), pa.string()),
         _imported(len(records), imported),
+        pa.nulls(len(records), pa.uint64()),  # template_id: the writer mines it
+        pa.nulls(len(records), pa.list_(pa.string())),  # template_params
     ]
     batch = SignalBatch("logs", tables=origins.tables())
     return rejections.finish(batch, "logs", pa.Table.from_arrays(columns, schema=LOGS))

@@ -20,12 +20,14 @@ from stethoscope.store.base import LogQuery, MetricQuery, TraceQuery, Window
 
 __all__ = [
     "Where",
+    "log_rows",
     "logs",
     "metrics",
     "restore_attributes",
     "restore_value",
     "services",
     "severity_name",
+    "template_hex",
     "trace",
     "trace_ids_with_prefix",
     "traces",
@@ -329,7 +331,9 @@ def _rows_of_trace(table: str, trace_id_hex: str) -> Where:
     return Where().add(f"rowid IN (SELECT rowid FROM {table} WHERE {ids.sql()})", *ids.params)
 
 
-def trace(cursor: duckdb.DuckDBPyConnection, trace_id_hex: str) -> dict[str, Any] | None:
+def trace(
+    cursor: duckdb.DuckDBPyConnection, trace_id_hex: str, *, templated: bool = True
+) -> dict[str, Any] | None:
     """Every span of one trace (by start) and its log records; None when neither exists."""
     where = _rows_of_trace("spans", trace_id_hex)
     sql = f"""
@@ -343,7 +347,13 @@ def trace(cursor: duckdb.DuckDBPyConnection, trace_id_hex: str) -> dict[str, Any
         ORDER BY s.start_ns, s.span_id
     """
     spans = [_span(row) for row in _rows(cursor, sql, where.params)]
-    records = _log_rows(cursor, _rows_of_trace("logs", trace_id_hex), order="ASC", limit=None)
+    records = log_rows(
+        cursor,
+        _rows_of_trace("logs", trace_id_hex),
+        order="ASC",
+        limit=None,
+        templated=templated,
+    )
     if not spans and not records:
         return None
     hi, lo = where.params
@@ -392,11 +402,30 @@ def _log(row: dict[str, Any]) -> dict[str, Any]:
         "trace_id": trace_hex(trace_hi, trace_lo) if trace_hi or trace_lo else "",
         "span_id": span_hex(row["span_id"]),
         "event_name": row["event_name"],
+        "template_id": template_hex(row["template_id"]),
+        "template_params": row["template_params"],
     }
 
 
-def _log_rows(
-    cursor: duckdb.DuckDBPyConnection, where: Where, *, order: str, limit: int | None
+def template_hex(template_id: int | None) -> str | None:
+    """A stored template id as the 12 hex digits the miner names it by (None when unmined)."""
+    return None if template_id is None else f"{template_id:012x}"
+
+
+# A version 1 store opened read-only has no template columns: they read as null.
+_TEMPLATE_COLUMNS = {
+    True: "l.template_id, l.template_params",
+    False: "NULL::UBIGINT AS template_id, NULL::VARCHAR[] AS template_params",
+}
+
+
+def log_rows(
+    cursor: duckdb.DuckDBPyConnection,
+    where: Where,
+    *,
+    order: str,
+    limit: int | None,
+    templated: bool = True,
 ) -> list[dict[str, Any]]:
     """Log records meeting `where`, ordered by time (`order` is ASC or DESC), limited."""
     params = list(where.params)
@@ -407,7 +436,7 @@ def _log_rows(
     sql = f"""
         SELECT l.time_ns, l.service, coalesce(r.instance, '') AS instance, l.severity_number,
                l.severity_text, l.body, l.attributes, l.trace_hi, l.trace_lo, l.span_id,
-               l.event_name
+               l.event_name, {_TEMPLATE_COLUMNS[templated]}
         FROM (SELECT * FROM logs WHERE {where.sql()} ORDER BY time_ns {order} {limit_sql}) l
         LEFT JOIN resources r USING (resource_id)
         ORDER BY l.time_ns {order}
@@ -421,7 +450,9 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def logs(cursor: duckdb.DuckDBPyConnection, query: LogQuery) -> list[dict[str, Any]]:
+def logs(
+    cursor: duckdb.DuckDBPyConnection, query: LogQuery, *, templated: bool = True
+) -> list[dict[str, Any]]:
     """Matching log records, oldest first (or the newest first when asked), at most `limit`."""
     where = Where().window("time_ns", query.window)
     if query.text:
@@ -433,7 +464,7 @@ def logs(cursor: duckdb.DuckDBPyConnection, query: LogQuery) -> list[dict[str, A
     if query.trace_id is not None:
         where.trace_id(query.trace_id)
     order = "DESC" if query.newest_first else "ASC"
-    return _log_rows(cursor, where, order=order, limit=query.limit)
+    return log_rows(cursor, where, order=order, limit=query.limit, templated=templated)
 
 
 # -- metrics ----------------------------------------------------------------------------------

@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from stethoscope.errors import DataError
-from stethoscope.store.base import LogQuery, MetricQuery, TraceQuery, Window
-from stethoscope.store.duckdb import queries
+from stethoscope.store.base import (
+    EventQuery,
+    LogQuery,
+    MetricQuery,
+    TemplateQuery,
+    TemplateRow,
+    TraceQuery,
+    Window,
+)
+from stethoscope.store.duckdb import log_queries, profiles, queries
+from stethoscope.store.duckdb.schema import (
+    SCHEMA_VERSION,
+    check_readable,
+    create_schema,
+    read_schema_version,
+)
 
 if TYPE_CHECKING:  # writing needs pyarrow; reading (the CLI's path) does not load it
     import pyarrow as pa
@@ -20,6 +35,25 @@ if TYPE_CHECKING:  # writing needs pyarrow; reading (the CLI's path) does not lo
 STORE_FILE = "steth.duckdb"
 _ORIGIN_TABLES = {"resources": "resource_id", "scopes": "scope_id"}
 _TIME_COLUMNS = {"spans": "start_ns", "logs": "time_ns", "metric_points": "time_ns"}
+TEMPLATES_SINCE = 2  # the schema version that added log templates
+_UPSERT_TEMPLATES = """
+    INSERT INTO templates BY NAME SELECT * FROM changed
+    ON CONFLICT (service, template_id) DO UPDATE SET
+        template = excluded.template,
+        overflow = excluded.overflow,
+        first_seen_ns = least(templates.first_seen_ns, excluded.first_seen_ns),
+        last_seen_ns = greatest(templates.last_seen_ns, excluded.last_seen_ns)
+"""
+
+
+def _upsert_templates(con: duckdb.DuckDBPyConnection, rows: Sequence[TemplateRow]) -> None:
+    """Insert new templates; update text and times of known ones (ordinal and example stay)."""
+    import dataclasses
+
+    import pyarrow as pa
+
+    changed = pa.Table.from_pylist([dataclasses.asdict(row) for row in rows])  # noqa: F841
+    con.execute(_UPSERT_TEMPLATES)
 
 
 class DuckDBStore:
@@ -39,17 +73,37 @@ class DuckDBStore:
         except duckdb.IOException as error:
             raise DataError(f"cannot open {self.path}: {error}") from None
         self._lock = threading.Lock()
-        if not read_only:
-            from stethoscope.store.duckdb.schema import create_schema
+        try:
+            self.schema_version = self._prepare_schema(read_only)
+        except BaseException:
+            self._con.close()
+            raise
+        self._templated = self.schema_version >= TEMPLATES_SINCE
 
+    def _prepare_schema(self, read_only: bool) -> int:
+        """The schema version to read; a writer creates or migrates the schema first."""
+        if not read_only:
             create_schema(self._con)
+            return SCHEMA_VERSION
+        # An older store is read as it is (only a writer migrates); the queries fill in what it
+        # lacks, so that a copied data directory can be read by a newer steth.
+        version = read_schema_version(self._con) or SCHEMA_VERSION
+        check_readable(version)
+        return version
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection for one reader thread."""
         return self._con.cursor()
 
-    def write(self, batches: list[SignalBatch], *, applied_seq: int | None = None) -> None:
-        """Commit all batches in one transaction, with the WAL position they reach."""
+    def write(
+        self,
+        batches: list[SignalBatch],
+        *,
+        applied_seq: int | None = None,
+        templates: Sequence[TemplateRow] = (),
+    ) -> None:
+        """Commit all batches and the templates they touched in one transaction, with the WAL
+        position they reach."""
         import pyarrow as pa
 
         grouped: dict[str, list[pa.Table]] = {}
@@ -62,15 +116,18 @@ class DuckDBStore:
             con.execute("BEGIN")
             try:
                 for name, tables in grouped.items():
-                    combined = pa.concat_tables(tables)  # noqa: F841 - read by DuckDB
+                    # Batches from an older write-ahead log may lack newer (nullable) columns.
+                    combined = pa.concat_tables(tables, promote_options="default")  # noqa: F841
                     key = _ORIGIN_TABLES.get(name)
                     if key:
                         con.execute(
-                            f"INSERT INTO {name} SELECT DISTINCT ON ({key}) * FROM combined "
-                            f"WHERE {key} NOT IN (SELECT {key} FROM {name})"
+                            f"INSERT INTO {name} BY NAME SELECT DISTINCT ON ({key}) * "
+                            f"FROM combined WHERE {key} NOT IN (SELECT {key} FROM {name})"
                         )
                     else:
-                        con.execute(f"INSERT INTO {name} SELECT * FROM combined")
+                        con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM combined")
+                if templates:
+                    _upsert_templates(con, templates)
                 if applied_seq is not None:
                     con.execute(
                         "INSERT OR REPLACE INTO meta VALUES ('wal_applied_seq', ?)", [applied_seq]
@@ -104,22 +161,43 @@ class DuckDBStore:
             self._con.execute("CHECKPOINT")
 
     def services(self, window: Window) -> list[dict[str, Any]]:
-        return queries.services(self.cursor(), window)
+        cursor = self.cursor()
+        return log_queries.add_instance_states(cursor, queries.services(cursor, window), window)
 
     def traces(self, query: TraceQuery) -> list[dict[str, Any]]:
         return queries.traces(self.cursor(), query)
 
     def trace(self, trace_id: str) -> dict[str, Any] | None:
-        return queries.trace(self.cursor(), trace_id)
+        return queries.trace(self.cursor(), trace_id, templated=self._templated)
 
     def trace_ids(self, prefix: str) -> list[str]:
         return queries.trace_ids_with_prefix(self.cursor(), prefix)
 
     def logs(self, query: LogQuery) -> list[dict[str, Any]]:
-        return queries.logs(self.cursor(), query)
+        return queries.logs(self.cursor(), query, templated=self._templated)
 
     def metrics(self, query: MetricQuery) -> dict[str, Any]:
         return queries.metrics(self.cursor(), query)
+
+    def templates(self, query: TemplateQuery) -> list[dict[str, Any]]:
+        if not self._templated:
+            return []  # a version 1 store opened read-only: nothing was mined yet
+        return log_queries.templates(self.cursor(), query)
+
+    def template_rows(self) -> list[TemplateRow]:
+        return log_queries.template_rows(self.cursor()) if self._templated else []
+
+    def events(self, query: EventQuery) -> list[dict[str, Any]]:
+        return log_queries.events(self.cursor(), query, templated=self._templated)
+
+    def span_profile(self, window: Window, bucket_ns: int) -> pa.Table:
+        return profiles.span_profile(self.cursor(), window, bucket_ns)
+
+    def edge_profile(self, window: Window, bucket_ns: int) -> pa.Table:
+        return profiles.edge_profile(self.cursor(), window, bucket_ns)
+
+    def log_profile(self, window: Window, bucket_ns: int) -> pa.Table:
+        return profiles.log_profile(self.cursor(), window, bucket_ns)
 
     def close(self) -> None:
         """Checkpoint and close the file."""

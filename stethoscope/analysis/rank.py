@@ -1,0 +1,107 @@
+"""Ranking: from findings about many components to the few suspects that explain them.
+
+A suspect's score adds its strongest finding of each kind, so independent kinds of evidence
+(slower, erroring, gone quiet) reinforce each other while many findings of one kind do not pile
+up. Then the call graph is respected: the symptoms of a caller (findings a failing callee can
+cause, such as errors passed up) never outweigh a callee that changed at the same time or
+earlier. Findings about a component's own work (self time, its side of an edge) are causes, not
+symptoms, and are never capped.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from stethoscope.analysis.context import AnalysisContext
+from stethoscope.analysis.findings import Finding, Suspect
+
+__all__ = ["rank"]
+
+# A caller capped by its callee ends just below it.
+CALLER_CAP = 0.95
+# A symptom (errors, silence) says less about where the fault is than a change in a component's
+# own work, since it also shows wherever the failure travels.
+SYMPTOM_WEIGHT = 0.5
+
+
+def rank(findings: list[Finding], context: AnalysisContext) -> list[Suspect]:
+    """Suspects best first, each with the findings that put it there."""
+    grouped: dict[str, list[Finding]] = defaultdict(list)
+    for finding in findings:
+        grouped[finding.suspect].append(finding)
+    scores = {service: _score(found) for service, found in grouped.items()}
+    symptoms = {
+        service: _score([finding for finding in found if finding.symptom])
+        for service, found in grouped.items()
+    }
+    onsets = {service: _onset(found) for service, found in grouped.items()}
+    for service in _callees_first(grouped, context):
+        for callee in _callees(service, context):
+            if callee not in scores or callee == service:
+                continue
+            if symptoms[service] and _started_no_later(
+                onsets[callee], onsets[service], context.scope.bucket_ns
+            ):
+                capped = min(symptoms[service], scores[callee] * CALLER_CAP)
+                scores[service] -= symptoms[service] - capped
+                symptoms[service] = capped
+    suspects = [
+        Suspect(
+            service=service,
+            instance=_common_instance(found),
+            score=scores[service],
+            onset_ns=onsets[service],
+            reasons=tuple(sorted({finding.kind for finding in found})),
+            findings=tuple(sorted(found, key=lambda finding: finding.score, reverse=True)),
+        )
+        for service, found in grouped.items()
+    ]
+    suspects.sort(key=lambda suspect: (-suspect.score, suspect.onset_ns or 0, suspect.service))
+    return suspects
+
+
+def _score(findings: list[Finding]) -> float:
+    strongest: dict[str, float] = {}
+    for finding in findings:
+        weight = SYMPTOM_WEIGHT if finding.symptom else 1.0
+        strongest[finding.kind] = max(strongest.get(finding.kind, 0.0), weight * finding.score)
+    return sum(strongest.values())
+
+
+def _onset(findings: list[Finding]) -> int | None:
+    starts = [finding.start_ns for finding in findings if finding.start_ns is not None]
+    return min(starts) if starts else None
+
+
+def _common_instance(findings: list[Finding]) -> str | None:
+    instances = {finding.instance for finding in findings}
+    return instances.pop() if len(instances) == 1 else None
+
+
+def _callees(service: str, context: AnalysisContext) -> set[str]:
+    return {callee for callee, callers in context.callers.items() if service in callers}
+
+
+def _callees_first(grouped: dict[str, list[Finding]], context: AnalysisContext) -> list[str]:
+    """Suspects ordered callees first, so a callee is capped before its callers read its score."""
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(service: str) -> None:
+        if service in seen:
+            return
+        seen.add(service)
+        for callee in sorted(_callees(service, context)):
+            if callee in grouped:
+                visit(callee)
+        order.append(service)
+
+    for service in sorted(grouped):
+        visit(service)
+    return order
+
+
+def _started_no_later(callee: int | None, caller: int | None, slack_ns: int) -> bool:
+    if callee is None or caller is None:
+        return True
+    return callee <= caller + slack_ns

@@ -1,0 +1,275 @@
+"""Log templates on ingest: one miner per service, run by the store's one writer.
+
+The writer mines every batch just before it commits it, so one thread owns the miners, the
+records are mined in log order (the order the write-ahead log gave them), and the templates a
+batch touched are committed in the same transaction as its records. At start-up the miners are
+restored from the store's `templates` table in founding order, so that a restarted server gives
+a line the id it gave before.
+
+What is mined: the first line of a string body, at most `max_line_chars` of it. A multi-line
+body is a message followed by a stack trace whose frames vary with depth; its first line names
+the event. Bodies that are not strings (maps, arrays, numbers) or are blank get no template:
+their text form is JSON, whose one long token per record would found a template each.
+
+Cost: mining is pure Python on the writer thread (about 8-10 us a record with the miner's
+masking most of it); exact repeats of a line are answered from a bounded line cache instead.
+
+Memory: each miner is bounded by `TemplateMinerConfig`, the number of miners by
+`max_services` (records of further services get no template and are counted in
+`unmined_records`, `/api/stats`), and the line cache by `line_cache`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from stethoscope.errors import UsageError
+from stethoscope.logs.templates import Template, TemplateMiner, TemplateMinerConfig
+from stethoscope.model.batch import SignalBatch
+from stethoscope.model.codes import ValueType
+from stethoscope.store.base import TemplateRow
+
+__all__ = ["LogTemplater", "LogTemplaterConfig", "TemplaterStats"]
+
+EXAMPLE_CHARS = 500
+_IDS = pa.uint64()
+_PARAMS = pa.list_(pa.string())
+
+
+def _default_miner() -> TemplateMinerConfig:
+    # Smaller than a standalone miner's defaults: there is one per service.
+    return TemplateMinerConfig(max_templates=2_000, max_cache=4_096)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogTemplaterConfig:
+    """Bounds of the ingest miners: per service (`miner`) and how many services."""
+
+    max_services: int = 64
+    max_line_chars: int = 1_024
+    line_cache: int = 16_384  # exact (service, line) repeats answered without mining
+    miner: TemplateMinerConfig = field(default_factory=_default_miner)
+
+    def validate(self) -> None:
+        """UsageError naming the bad setting."""
+        if self.max_services < 1:
+            raise UsageError(f"max_services must be at least 1, got {self.max_services}")
+        if self.max_line_chars < 1:
+            raise UsageError(f"max_line_chars must be at least 1, got {self.max_line_chars}")
+        if self.line_cache < 0:
+            raise UsageError(f"line_cache must be at least 0, got {self.line_cache}")
+        try:
+            self.miner.validate()
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+
+
+@dataclass
+class TemplaterStats:
+    """What the miners did and refused, for /api/stats."""
+
+    services: int = 0
+    templates: int = 0
+    unmined_records: int = 0  # records of services beyond max_services
+    overflowed_lines: int = 0  # lines that went to a catch-all because a miner was full
+    line_cache_evictions: int = 0  # times the exact-line cache was full and dropped
+
+
+@dataclass
+class _ServiceMiner:
+    """One service's miner, the founding order of its templates, and them by id."""
+
+    miner: TemplateMiner
+    ordinals: dict[str, int] = field(default_factory=dict)
+    next_ordinal: int = 0
+    templates: dict[str, Template] = field(default_factory=dict)
+
+    def held(self, template_id: str) -> Template:
+        """The miner's template with this id (the index is rebuilt when one is new)."""
+        template = self.templates.get(template_id)
+        if template is None:
+            self.number_new()
+            template = self.templates[template_id]
+        return template
+
+    def number_new(self) -> None:
+        """Index the miner's templates and number new ones in the order they were founded.
+
+        That order is what `restore` replays: the first template a line fits wins.
+        """
+        self.templates = {t.template_id: t for t in self.miner.templates()}
+        for template_id in self.templates:
+            if template_id not in self.ordinals:
+                self.ordinals[template_id] = self.next_ordinal
+                self.next_ordinal += 1
+
+
+class LogTemplater:
+    """Adds `template_id` and `template_params` to log records, one miner per service."""
+
+    def __init__(self, config: LogTemplaterConfig | None = None) -> None:
+        self.config = config or LogTemplaterConfig()
+        self.config.validate()
+        self._services: dict[str, _ServiceMiner] = {}
+        self._lines: dict[tuple[str, str], tuple[Template, str, int, list[str]]] = {}
+        self._unmined = 0
+        self._line_cache_evictions = 0
+
+    def restore(self, rows: Iterable[TemplateRow]) -> None:
+        """Take back persisted templates; `rows` in (service, ordinal) order."""
+        for row in rows:
+            state = self._miner_for(row.service)
+            if state is None:
+                continue
+            hex_id = f"{row.template_id:012x}"
+            state.next_ordinal = max(state.next_ordinal, row.ordinal + 1)
+            if row.overflow or state.miner.restore(hex_id, row.template):
+                state.ordinals[hex_id] = row.ordinal
+
+    def stats(self) -> TemplaterStats:
+        """Counts across every service's miner."""
+        # list() copies in one step: the API thread asks while the writer may add a miner.
+        miners = [state.miner for state in list(self._services.values())]
+        return TemplaterStats(
+            services=len(miners),
+            templates=sum(miner.template_count for miner in miners),
+            unmined_records=self._unmined,
+            overflowed_lines=sum(miner.overflowed for miner in miners),
+            line_cache_evictions=self._line_cache_evictions,
+        )
+
+    def annotate(
+        self, batches: Sequence[SignalBatch]
+    ) -> tuple[list[SignalBatch], list[TemplateRow]]:
+        """The batches with their log records mined, and every template they touched.
+
+        The log records of all batches are mined as one table (in order), so the per-batch
+        costs (grouping, building columns) are paid once per write.
+        """
+        logs = [b.tables["logs"] for b in batches if "logs" in b.tables]
+        logs = [table for table in logs if table.num_rows]
+        if not logs:
+            return list(batches), []
+        # A batch from an older write-ahead log may lack the template columns: promote adds them.
+        combined = pa.concat_tables(logs, promote_options="default")
+        mined, touched = self._annotate_table(combined)
+        out = [
+            dataclasses.replace(
+                batch,
+                tables={name: t for name, t in batch.tables.items() if name != "logs"},
+                encoded=None,
+            )
+            for batch in batches
+        ]
+        out.append(SignalBatch("logs", tables={"logs": mined}, accepted=mined.num_rows))
+        return out, touched
+
+    def _annotate_table(self, table: pa.Table) -> tuple[pa.Table, list[TemplateRow]]:
+        services = table.column("service").to_pylist()
+        bodies = table.column("body").to_pylist()
+        types = table.column("body_type").to_pylist()
+        ids: list[int | None] = [None] * len(bodies)
+        params: list[list[str] | None] = [None] * len(bodies)
+        limit = self.config.max_line_chars
+        states: dict[str, _ServiceMiner | None] = {}
+        for index, (service, body, body_type) in enumerate(
+            zip(services, bodies, types, strict=True)
+        ):
+            if body_type != ValueType.STRING or not body:
+                continue
+            state = states.get(service)
+            if state is None and service not in states:
+                state = states[service] = self._miner_for(service)
+            if state is None:
+                self._unmined += 1
+                continue
+            line = body.partition("\n")[0][:limit] if "\n" in body else body[:limit]
+            if line and not line.isspace():
+                ids[index], params[index] = self._mine(service, state, line)
+        table = _set_column(table, "template_id", pa.array(ids, _IDS))
+        table = _set_column(table, "template_params", pa.array(params, _PARAMS))
+        return table, self._touched(table, states)
+
+    def _mine(self, service: str, state: _ServiceMiner, line: str) -> tuple[int, list[str]]:
+        """The id and variables of one line; an exact repeat comes from the line cache."""
+        key = (service, line)
+        cached = self._lines.get(key)
+        # A cached answer holds while its template has not been generalised since.
+        if cached is not None and cached[0].text == cached[1]:
+            return cached[2], cached[3]
+        mined = state.miner.add(line)
+        template = state.held(mined.template_id)
+        answer = int(mined.template_id, 16), mined.variables
+        if len(self._lines) >= self.config.line_cache:
+            self._lines.clear()  # cheap, bounded, and refills with what repeats
+            self._line_cache_evictions += 1
+        if self.config.line_cache:
+            self._lines[key] = (template, mined.template, *answer)
+        return answer
+
+    def _miner_for(self, service: str) -> _ServiceMiner | None:
+        state = self._services.get(service)
+        if state is None and len(self._services) < self.config.max_services:
+            state = self._services[service] = _ServiceMiner(TemplateMiner(self.config.miner))
+        return state
+
+    def _touched(
+        self, table: pa.Table, states: dict[str, _ServiceMiner | None]
+    ) -> list[TemplateRow]:
+        """One row per (service, template) in the table: its current text, times, an example."""
+        mined = table.filter(pc.is_valid(table.column("template_id")))
+        if not mined.num_rows:
+            return []
+        mined = mined.append_column("row", pa.array(range(mined.num_rows), pa.int64()))
+        groups = mined.group_by(["service", "template_id"]).aggregate(
+            [("time_ns", "min"), ("time_ns", "max"), ("row", "min")]
+        )
+        return self._rows(groups, mined.column("body"), states)
+
+    def _rows(
+        self, groups: pa.Table, bodies: pa.ChunkedArray, states: dict[str, _ServiceMiner | None]
+    ) -> list[TemplateRow]:
+        found: list[TemplateRow] = []
+        columns = {name: groups.column(name).to_pylist() for name in groups.column_names}
+        for miner in states.values():
+            if miner is not None:
+                miner.number_new()
+        for service, template_id, first, last, example_row in zip(
+            columns["service"],
+            columns["template_id"],
+            columns["time_ns_min"],
+            columns["time_ns_max"],
+            columns["row_min"],
+            strict=True,
+        ):
+            state = states[service]
+            assert state is not None  # only services with a miner have template ids
+            hex_id = f"{template_id:012x}"
+            template, ordinal = state.templates[hex_id], state.ordinals[hex_id]
+            example = str(bodies[example_row].as_py()).partition("\n")[0][:EXAMPLE_CHARS]
+            found.append(
+                TemplateRow(
+                    service=service,
+                    template_id=template_id,
+                    ordinal=ordinal,
+                    template=template.text,
+                    overflow=template.overflow,
+                    first_seen_ns=first,
+                    last_seen_ns=last,
+                    example=example,
+                )
+            )
+        return found
+
+
+def _set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    """The table with `name` replaced, or appended when the batch predates the column."""
+    index = table.schema.get_field_index(name)
+    if index < 0:
+        return table.append_column(name, values)
+    return table.set_column(index, name, values)

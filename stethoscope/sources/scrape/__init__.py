@@ -1,0 +1,1 @@
+"""`steth scrape`: Prometheus text and OpenMetrics endpoints into OTLP metrics."""

@@ -1,0 +1,234 @@
+"""Log templates on ingest, through the real pipeline and a real DuckDB file.
+
+What a user notices: records carry a template id and their variable values, the ids survive a
+restart (the miners are restored from the store), and the bounds hold and are counted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from stethoscope.logs.templates import TemplateMinerConfig
+from stethoscope.model.batch import SignalBatch
+from stethoscope.server.pipeline import IngestPipeline, PipelineConfig
+from stethoscope.server.templating import LogTemplater, LogTemplaterConfig
+from stethoscope.sources.otlp.decode import decode_logs
+from stethoscope.sources.records import key_values, log_record
+from stethoscope.store.base import LogQuery, TemplateQuery
+from stethoscope.store.duckdb.store import DuckDBStore
+from stethoscope.store.wal import WalConfig
+
+T0 = 1_700_000_000_000_000_000
+
+
+def logs_batch(
+    service: str,
+    bodies: Sequence[Any],
+    *,
+    start_ns: int = T0,
+    attributes: Iterable[Mapping[str, Any] | None] | None = None,
+) -> SignalBatch:
+    """One decoded export request: a record per body, one ms apart."""
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    resource_logs.resource.attributes.extend(key_values({"service.name": service}))
+    scope_logs = resource_logs.scope_logs.add()
+    attrs = list(attributes) if attributes is not None else [None] * len(bodies)
+    for index, (body, attributes_) in enumerate(zip(bodies, attrs, strict=True)):
+        scope_logs.log_records.append(
+            log_record(body=body, time_ns=start_ns + index * 1_000_000, attributes=attributes_)
+        )
+    return decode_logs(request)
+
+
+def make_pipeline(data: Path, **templates: Any) -> IngestPipeline:
+    config = PipelineConfig(
+        flush_interval_s=0.05, retention_ns=None, templates=LogTemplaterConfig(**templates)
+    )
+    pipeline = IngestPipeline(DuckDBStore(data), WalConfig(directory=data / "wal"), config)
+    pipeline.start()
+    return pipeline
+
+
+def written(pipeline: IngestPipeline, batch: SignalBatch) -> None:
+    pipeline.submit(batch)
+    deadline = time.monotonic() + 10
+    while pipeline.stats.pending_bytes and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def by_body(store: DuckDBStore, service: str) -> dict[str, dict[str, Any]]:
+    return {r["body"]: r for r in store.logs(LogQuery(service=service, limit=10_000))}
+
+
+def test_records_get_a_template_id_and_their_variables(tmp_path: Path) -> None:
+    pipeline = make_pipeline(tmp_path)
+    lines = [
+        "Connection to 10.0.0.5:5432 timed out after 30s",
+        "Connection to 10.0.0.9:5432 timed out after 12s",
+        "cache warmed",
+    ]
+    written(pipeline, logs_batch("db", lines))
+    found = by_body(pipeline.store, "db")
+    first, second, other = (found[line] for line in lines)
+    assert first["template_id"] == second["template_id"] != other["template_id"]
+    assert len(first["template_id"]) == 12
+    assert second["template_params"] == ["10.0.0.9:5432", "12s"]
+    assert other["template_params"] == []
+    [template] = [
+        t
+        for t in pipeline.store.templates(TemplateQuery())
+        if t["template_id"] == first["template_id"]
+    ]
+    assert template["template"] == "Connection to <*> timed out after <*>"
+    assert (template["count"], template["example"]) == (2, lines[0])
+    assert (template["first_seen_ns"], template["last_seen_ns"]) == (T0, T0 + 1_000_000)
+    pipeline.close()
+
+
+def test_template_ids_are_per_service(tmp_path: Path) -> None:
+    pipeline = make_pipeline(tmp_path)
+    written(pipeline, logs_batch("a", ["worker 1 started"]))
+    written(pipeline, logs_batch("b", ["worker 2 started"]))
+    rows = pipeline.store.templates(TemplateQuery())
+    assert sorted(row["service"] for row in rows) == ["a", "b"]
+    assert pipeline.store.templates(TemplateQuery(service="b"))[0]["example"] == "worker 2 started"
+    pipeline.close()
+
+
+# Lines whose variable is a plain token (no digit, so not masked): the template is generalised
+# by the second line, and a fresh miner would found a new one for the third.
+GENERALISED = [
+    f"Loaded plugin {name} from the local cache" for name in ("foo_bar", "baz_qux", "spam_eggs")
+]
+
+
+def test_ids_survive_a_restart(tmp_path: Path) -> None:
+    pipeline = make_pipeline(tmp_path)
+    written(pipeline, logs_batch("svc", GENERALISED[:2]))
+    before = by_body(pipeline.store, "svc")[GENERALISED[0]]["template_id"]
+    pipeline.close()
+    pipeline.store.close()
+
+    restarted = make_pipeline(tmp_path)
+    written(restarted, logs_batch("svc", GENERALISED[2:], start_ns=T0 + 10**9))
+    after = by_body(restarted.store, "svc")[GENERALISED[2]]
+    assert after["template_id"] == before
+    assert after["template_params"] == ["spam_eggs"]
+    [template] = restarted.store.templates(TemplateQuery(service="svc"))
+    assert (template["count"], template["template"]) == (
+        3,
+        "Loaded plugin <*> from the local cache",
+    )
+    assert template["example"] == GENERALISED[0]  # the founding line stays the example
+    restarted.close()
+
+
+def test_without_restore_the_ids_would_differ() -> None:
+    """Guards the test above: a fresh miner really gives the third line another id."""
+    fresh = LogTemplater()
+    batches, _ = fresh.annotate([logs_batch("svc", GENERALISED[2:])])
+    continued = LogTemplater()
+    batches_2, _ = continued.annotate([logs_batch("svc", GENERALISED)])
+    ids = batches[-1].tables["logs"].column("template_id").to_pylist()
+    ids_2 = batches_2[-1].tables["logs"].column("template_id").to_pylist()
+    assert ids[0] != ids_2[2]
+
+
+@pytest.mark.parametrize(
+    ("body", "mined_as"),
+    [
+        ("Request 7 failed\nTraceback (most recent call last):\n  File x", "Request <*> failed"),
+        ({"event": "login", "user": "u1"}, None),
+        (["a", "b"], None),
+        (42, None),
+        ("", None),
+        ("   ", None),
+    ],
+    ids=["multi-line: first line", "map", "array", "number", "empty", "blank"],
+)
+def test_what_gets_a_template(body: Any, mined_as: str | None) -> None:
+    templater = LogTemplater()
+    batches, touched = templater.annotate([logs_batch("svc", [body])])
+    ids = batches[-1].tables["logs"].column("template_id").to_pylist()
+    assert (ids[0] is not None) == (mined_as is not None)
+    assert [row.template for row in touched] == ([mined_as] if mined_as else [])
+
+
+def test_services_beyond_the_bound_are_counted_not_mined() -> None:
+    templater = LogTemplater(LogTemplaterConfig(max_services=2))
+    batches = [logs_batch(name, ["hello there"]) for name in ("a", "b", "c")]
+    out, touched = templater.annotate(batches)
+    assert out[-1].tables["logs"].column("template_id").null_count == 1
+    assert sorted(row.service for row in touched) == ["a", "b"]
+    assert templater.stats().unmined_records == 1
+    assert templater.stats().services == 2
+
+
+def test_a_batch_from_before_the_template_columns_is_mined() -> None:
+    """A write-ahead log written by an older steth holds log tables without the new columns."""
+    batch = logs_batch("svc", ["disk 91% full"])
+    old = batch.tables["logs"].drop_columns(["template_id", "template_params"])
+    out, touched = LogTemplater().annotate([SignalBatch("logs", tables={"logs": old})])
+    assert out[-1].tables["logs"].column("template_params").to_pylist() == [["91%"]]
+    assert [row.template for row in touched] == ["disk <*> full"]
+
+
+def test_a_repeated_line_sees_its_template_generalised() -> None:
+    """The exact-line cache must not hand out variables of a template that has changed."""
+    lines = [f"job {name} done in the batch queue" for name in ("a_b", "c_d", "a_b")]
+    out, _ = LogTemplater().annotate([logs_batch("svc", lines)])
+    params = out[-1].tables["logs"].column("template_params").to_pylist()
+    assert params == [[], ["c_d"], ["a_b"]]
+
+
+def test_line_cache_is_bounded_and_counted() -> None:
+    templater = LogTemplater(LogTemplaterConfig(line_cache=2))
+    out, _ = templater.annotate([logs_batch("svc", ["one", "two", "three", "one"])])
+    assert out[-1].tables["logs"].column("template_id").null_count == 0
+    assert templater.stats().line_cache_evictions == 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("max_services", 0), ("max_line_chars", 0), ("line_cache", -1)],
+    ids=["no services", "no line", "negative cache"],
+)
+def test_bad_settings_are_refused(setting: str, value: int) -> None:
+    from stethoscope.errors import UsageError
+
+    with pytest.raises(UsageError, match=setting):
+        LogTemplaterConfig(**{setting: value}).validate()
+
+
+def test_restore_keeps_the_bound(tmp_path: Path) -> None:
+    """A store holding more templates than the miner may keep restores only the first ones."""
+    store = DuckDBStore(tmp_path)
+    batches, touched = LogTemplater().annotate([logs_batch("svc", ["alpha", "beta", "gamma"])])
+    store.write(batches, templates=touched)
+    small = LogTemplater(LogTemplaterConfig(miner=TemplateMinerConfig(max_templates=2)))
+    small.restore(store.template_rows())
+    assert small.stats().templates == 2
+    out, _ = small.annotate([logs_batch("svc", ["alpha", "gamma"])])
+    ids = [f"{i:012x}" for i in out[-1].tables["logs"].column("template_id").to_pylist()]
+    stored = {r["body"]: r["template_id"] for r in store.logs(LogQuery())}
+    assert ids[0] == stored["alpha"] and ids[1] != stored["gamma"]  # gamma: the overflow
+    assert small.stats().overflowed_lines == 1
+
+
+def test_templates_are_stored_in_founding_order(tmp_path: Path) -> None:
+    """Restore replays this order; within one write it must be the order lines came in."""
+    store = DuckDBStore(tmp_path)
+    templater = LogTemplater()
+    for lines in (["zeta is up", "alpha went down"], ["mid point reached", "zeta is up"]):
+        batches, touched = templater.annotate([logs_batch("svc", lines)])
+        store.write(batches, templates=touched)
+    rows = store.template_rows()
+    assert [row.template for row in rows] == ["zeta is up", "alpha went down", "mid point reached"]
+    assert [row.ordinal for row in rows] == [0, 1, 2]
