@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,11 +13,19 @@ import httpx
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from stethoscope.cli import common
-from stethoscope.errors import DataError, Rejected
+from stethoscope.errors import DataError, IngestError, Overloaded, Rejected
 from stethoscope.model.batch import SignalBatch
 from stethoscope.server.discovery import ServerAddresses, read_addresses
 from stethoscope.server.templating import LogTemplater
-from stethoscope.sources.importer import ImportSummary, check_paths, decode_line, import_files
+from stethoscope.sources.importer import (
+    NDJSON,
+    ImportSummary,
+    LineResult,
+    Sink,
+    check_paths,
+    decode_line,
+    import_files,
+)
 from stethoscope.store.duckdb.store import DuckDBStore
 
 WRITE_ROWS = 200_000
@@ -34,8 +42,14 @@ class _DirectSink:
         self.pending: list[SignalBatch] = []
         self.rows = 0
 
-    def __call__(self, signal: str, line: bytes) -> SignalBatch:
-        batch = decode_line(signal, line)
+    def __call__(self, signal: str, lines: list[bytes]) -> list[LineResult]:
+        return [self._one(signal, line) for line in lines]
+
+    def _one(self, signal: str, line: bytes) -> LineResult:
+        try:
+            batch = decode_line(signal, line)
+        except IngestError as error:
+            return error
         if batch.accepted:
             self.pending.append(batch)
             self.rows += batch.accepted
@@ -51,29 +65,42 @@ class _DirectSink:
 
 
 class _ServerSink:
-    """Posts each line to a running server's import endpoint (it holds the store)."""
+    """Posts chunks of lines to a running server's import endpoint (it holds the store)."""
 
     def __init__(self, addresses: ServerAddresses, token: str | None) -> None:
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": NDJSON}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.client = httpx.Client(base_url=addresses.api_url, headers=headers, timeout=120)
 
-    def __call__(self, signal: str, line: bytes) -> SignalBatch:
+    def __call__(self, signal: str, lines: list[bytes]) -> list[LineResult]:
+        results: list[LineResult] = []
         for _ in range(RETRIES):
-            response = self.client.post(f"/api/import/{signal}", content=line)
-            if response.status_code not in (429, 503):
-                break
-            time.sleep(float(response.headers.get("Retry-After", "1")))
+            answer, retry_after = self._post(signal, lines[len(results) :])
+            results += answer
+            if len(results) == len(lines):
+                return results
+            time.sleep(retry_after)  # the server took some lines; resend only the rest
+        raise Overloaded("the server stayed too busy to take the import; retry later")
+
+    def _post(self, signal: str, lines: list[bytes]) -> tuple[list[LineResult], float]:
+        response = self.client.post(f"/api/import/{signal}", content=b"\n".join(lines))
         answer = _json(response)
+        if response.status_code in (429, 503):
+            return [], float(response.headers.get("Retry-After", "1"))
         if response.status_code != 200:
             raise Rejected(str(answer.get("error") or answer), status=response.status_code)
-        return SignalBatch(
-            signal,
-            accepted=answer["accepted"],
-            rejected=answer["rejected"],
-            reasons=answer["reasons"],
+        return [_line_result(signal, item) for item in answer["lines"]], float(
+            answer.get("retry_after") or 1
         )
+
+
+def _line_result(signal: str, item: dict[str, Any]) -> LineResult:
+    if "error" in item:
+        return Rejected(item["error"])
+    return SignalBatch(
+        signal, accepted=item["accepted"], rejected=item["rejected"], reasons=item["reasons"]
+    )
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
@@ -84,7 +111,7 @@ def _json(response: httpx.Response) -> dict[str, Any]:
 
 
 @contextmanager
-def _sink(data: Path, token: str | None) -> Iterator[Callable[[str, bytes], SignalBatch]]:
+def _sink(data: Path, token: str | None) -> Iterator[Sink]:
     addresses = read_addresses(data)
     if addresses is not None:
         yield _ServerSink(addresses, token)

@@ -9,6 +9,7 @@ from stethoscope import __version__
 from stethoscope.cli import events as events_cli
 from stethoscope.cli import importing, parse, query, scrape, up
 from stethoscope.cli import run as run_cli
+from stethoscope.cli import tail as tail_cli
 from stethoscope.cli import why as why_cli
 from stethoscope.errors import DataError, UsageError
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parse.register(subparsers)
     scrape.register(subparsers)
     run_cli.register(subparsers)
+    tail_cli.register(subparsers)
     return parser
 
 

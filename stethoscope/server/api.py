@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,6 +24,7 @@ from stethoscope.server.queryparams import (
     why_from,
     window_from,
 )
+from stethoscope.sources.importer import NDJSON
 from stethoscope.sources.otlp.codec import SIGNALS
 from stethoscope.sources.otlp.decodepool import DecodePool
 from stethoscope.sources.otlp.http import check_auth, healthz, read_body
@@ -94,6 +96,43 @@ def api_routes(
             "templates": dataclasses.asdict(pipeline.templater.stats()),
         }
 
+    def import_lines(signal: str, body: bytes) -> dict[str, Any]:
+        """Ingest each line of an NDJSON body; answer per line once all of it is visible.
+
+        A line refused as bad data is reported and the others go on; when the collector is
+        overloaded the lines not yet taken are reported as to retry, so a client re-sends only
+        those and nothing is stored twice.
+        """
+        results: list[dict[str, Any]] = []
+        seqs: list[int] = []
+        retry_after = None
+        lines = [line for line in body.split(b"\n") if line.strip()]
+        for line in lines:
+            try:
+                batch = ingest(
+                    lambda taken: seqs.append(pipeline.submit(taken)),
+                    decoder,
+                    signal,
+                    line,
+                    content_type="application/json",
+                    max_body_bytes=limits.max_body_bytes,
+                    imported=True,
+                )
+            except Overloaded as error:
+                retry_after = error.retry_after
+                break
+            except IngestError as error:
+                results.append({"error": str(error)})
+                continue
+            results.append(
+                {"accepted": batch.accepted, "rejected": batch.rejected, "reasons": batch.reasons}
+            )
+        if seqs:
+            # Taken is durable: a store too slow to show it yet must not make the client resend.
+            with contextlib.suppress(Overloaded):
+                pipeline.wait_visible(max(seqs))
+        return {"lines": results, "retry_after": retry_after}
+
     async def import_endpoint(request: Request) -> Response:
         signal = request.path_params["signal"]
         content_type = request.headers.get("content-type", "application/json")
@@ -102,6 +141,9 @@ def api_routes(
             if signal not in SIGNALS:
                 raise UsageError(f"unknown signal {signal!r} (one of: {', '.join(SIGNALS)})")
             body = await read_body(request, limits.max_body_bytes)
+            if content_type.startswith(NDJSON):
+                answer = await run_in_threadpool(import_lines, signal, body)
+                return JSONResponse(answer)
             batch = await run_in_threadpool(
                 ingest,
                 pipeline.submit_visible,

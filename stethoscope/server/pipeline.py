@@ -75,6 +75,7 @@ class IngestPipeline:
         self._cond = threading.Condition()
         self._pending_bytes = 0
         self._visible_seq = 0
+        self._visible_waiters = 0
         self._stopping = False
         self._wal = WriteAheadLog(wal_config, self._enqueue)
         self._writer = threading.Thread(target=self._run, name="steth-writer", daemon=True)
@@ -122,9 +123,19 @@ class IngestPipeline:
 
     def submit_visible(self, batch: SignalBatch) -> None:
         """Submit, then wait until queries can see the batch (imports answer only then)."""
-        seq = self.submit(batch)
+        self.wait_visible(self.submit(batch))
+
+    def wait_visible(self, seq: int) -> None:
+        """Wait until queries can see everything up to log sequence number `seq`."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._visible_seq >= seq, VISIBLE_TIMEOUT_S):
+            # Someone is waiting: the writer commits what it has instead of gathering more.
+            self._visible_waiters += 1
+            self._cond.notify_all()
+            try:
+                visible = self._cond.wait_for(lambda: self._visible_seq >= seq, VISIBLE_TIMEOUT_S)
+            finally:
+                self._visible_waiters -= 1
+            if not visible:
                 raise Overloaded("the store is slow to take the import; it is durable, retry later")
 
     def close(self) -> None:
@@ -170,7 +181,11 @@ class IngestPipeline:
     def _collect(self) -> list[tuple[int, SignalBatch]]:
         deadline = time.monotonic() + self.config.flush_interval_s
         with self._cond:
-            while not self._stopping and self._queued_rows() < self.config.batch_rows:
+            while (
+                not self._stopping
+                and self._queued_rows() < self.config.batch_rows
+                and not (self._visible_waiters and self._queue)
+            ):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break

@@ -106,25 +106,53 @@ def decode_line(signal: str, line: bytes) -> SignalBatch:
     return decode_message(signal, parse_json_request(signal, line), imported=True)
 
 
+# Lines travel to the sink in chunks of one signal, so a running server takes many per call.
+CHUNK_BYTES = 4 * 2**20
+CHUNK_LINES = 500
+# A running server takes a chunk as one body of newline-delimited JSON requests.
+NDJSON = "application/x-ndjson"
+LineResult = SignalBatch | IngestError
+Sink = Callable[[str, list[bytes]], list[LineResult]]
+
+
+def _chunks(
+    path: Path, summary: ImportSummary, advance: Callable[[int], None]
+) -> Iterator[tuple[str, list[tuple[int, bytes]]]]:
+    """Consecutive request lines of one signal, bounded in count and bytes."""
+    chunk: list[tuple[int, bytes]] = []
+    chunk_signal, size = "", 0
+    for number, signal, line in read_requests(path, summary, advance):
+        if chunk and (
+            signal != chunk_signal or len(chunk) >= CHUNK_LINES or size + len(line) > CHUNK_BYTES
+        ):
+            yield chunk_signal, chunk
+            chunk, size = [], 0
+        chunk.append((number, line))
+        chunk_signal, size = signal, size + len(line)
+    if chunk:
+        yield chunk_signal, chunk
+
+
 def import_files(
-    paths: list[Path],
-    sink: Callable[[str, bytes], SignalBatch],
-    advance: Callable[[int], None] = lambda _: None,
+    paths: list[Path], sink: Sink, advance: Callable[[int], None] = lambda _: None
 ) -> ImportSummary:
-    """Send every request line of the files to `sink`; returns what was kept and rejected."""
+    """Send every request line of the files to `sink`; returns what was kept and rejected.
+
+    The sink answers each line of a chunk with its batch, or the error that refused it.
+    """
     check_paths(paths)
     summary = ImportSummary()
     for path in paths:
         summary.files += 1
-        for number, signal, line in read_requests(path, summary, advance):
-            try:
-                batch = sink(signal, line)
-            except IngestError as error:
-                summary.rejected_lines += 1
-                summary.problem(f"{path.name}:{number}: {error}")
-                continue
-            summary.accepted[signal] += batch.accepted
-            summary.rejected_records += batch.rejected
-            for reason in batch.reasons:
-                summary.problem(f"{path.name}:{number}: {reason}")
+        for signal, chunk in _chunks(path, summary, advance):
+            results = sink(signal, [line for _, line in chunk])
+            for (number, _), result in zip(chunk, results, strict=True):
+                if isinstance(result, IngestError):
+                    summary.rejected_lines += 1
+                    summary.problem(f"{path.name}:{number}: {result}")
+                    continue
+                summary.accepted[signal] += result.accepted
+                summary.rejected_records += result.rejected
+                for reason in result.reasons:
+                    summary.problem(f"{path.name}:{number}: {reason}")
     return summary

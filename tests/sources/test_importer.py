@@ -40,6 +40,9 @@ def lines() -> list[str]:
             {"metrics": [{"name": "load", "unit": "1", "gauge": {"dataPoints": [point]}}]}]}]}),
         "{this is not json",
         json.dumps({"somethingElse": []}),
+        json.dumps({"resourceSpans": "not a list"}),  # looks like a request, fails to decode
+        json.dumps({"resourceLogs": [{"resource": resource("legacy"),
+                                      "scopeLogs": [{"logRecords": [log]}]}]}),
         "",
     ]  # fmt: skip
 
@@ -57,12 +60,13 @@ def export_file(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
 
 
 def check_summary(summary: dict) -> None:
-    assert summary["accepted"] == {"traces": 1, "logs": 1, "metrics": 1}
+    assert summary["accepted"] == {"traces": 1, "logs": 2, "metrics": 1}
     assert summary["rejected_records"] == 1  # the span with a bad trace id
-    assert summary["rejected_lines"] == 2  # the broken JSON and the unknown request
+    assert summary["rejected_lines"] == 3  # broken JSON, an unknown request, a malformed one
     problems = "\n".join(summary["problems"])
     assert ":4:" in problems and "not valid JSON" in problems
     assert ":5:" in problems and "not an OTLP export request" in problems
+    assert ":6:" in problems  # refused by the decoder, the line after it still taken
     assert "invalid trace id" in problems
 
 
@@ -77,7 +81,7 @@ def test_import_into_the_store_directly_keeps_historical_timestamps(
     [trace] = json.loads(out)["traces"]
     assert trace["start_ns"] == OLD_NS and trace["duration_ns"] == 5_000_000
     code, out, _ = run_steth("logs", "--service", "legacy", "--json", "--data", data)
-    assert [r["body"] for r in json.loads(out)["logs"]] == ["boom"]
+    assert [r["body"] for r in json.loads(out)["logs"]] == ["boom", "boom"]
 
 
 def test_import_through_a_running_server_survives_its_retention(
