@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from stethoscope import __version__
+from stethoscope.cli import demo as demo_cli
 from stethoscope.cli import events as events_cli
 from stethoscope.cli import importing, parse, query, scrape, up
 from stethoscope.cli import run as run_cli
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     scrape.register(subparsers)
     run_cli.register(subparsers)
     tail_cli.register(subparsers)
+    demo_cli.register(subparsers)
     return parser
 
 
