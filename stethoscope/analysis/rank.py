@@ -74,7 +74,8 @@ def _onset(findings: list[Finding]) -> int | None:
 
 
 def _common_instance(findings: list[Finding]) -> str | None:
-    instances = {finding.instance for finding in findings}
+    """The one instance the findings name, if they name only one (service-wide ones name none)."""
+    instances = {finding.instance for finding in findings if finding.instance}
     return instances.pop() if len(instances) == 1 else None
 
 

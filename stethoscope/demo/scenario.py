@@ -29,6 +29,7 @@ from stethoscope.demo.faults import (
 )
 from stethoscope.demo.system import INSTANCES, DemoSystem, SystemConfig, free_port
 from stethoscope.errors import DataError, UsageError
+from stethoscope.model.timeutil import format_ns
 
 __all__ = [
     "Collector",
@@ -125,10 +126,16 @@ def _wait_collector(running: Collector, log_path: Path) -> None:
     raise UsageError(f"steth up was not ready within {COLLECTOR_START_TIMEOUT_S}s; see {log_path}")
 
 
-def explore_commands(data_dir: Path) -> list[list[str]]:
-    """The query commands whose output ends a demo run (argv after `steth`)."""
+def explore_commands(
+    data_dir: Path, window: tuple[int, int], baseline: tuple[int, int]
+) -> list[list[str]]:
+    """The commands whose output ends a demo run (argv after `steth`): the ranked causes of the
+    incident window first, then what the store holds."""
     data = ["--data", str(data_dir)]
+    since, until = (format_ns(moment) for moment in window)
+    healthy = f"{format_ns(baseline[0])}..{format_ns(baseline[1])}"
     return [
+        ["why", "--since", since, "--until", until, "--baseline", healthy, *data],
         ["services", *data],
         ["traces", "--errors", "--limit", "10", *data],
         ["logs", "--severity", ">=WARN", "--limit", "20", *data],
@@ -201,17 +208,19 @@ def run_scenario(config: ScenarioConfig, say: Say) -> Injection:
         say(f"injected {fault.name} on {injection.instance}: {fault.description}")
         say(f"expect: {fault.affects}; running {config.duration_s:g}s")
         time.sleep(config.duration_s)
+        window = injection.injected_ns, time.time_ns()
+        baseline = injection.injected_ns - int(config.baseline_s * 1e9), injection.injected_ns
         if config.revert:
             demo.injector.revert(injection)
             say(f"reverted {fault.name} ({fault.revert_how})")
         demo.system.stop()  # the collector stays up for the queries below
-        _show(config.data_dir, say)
+        _show(config.data_dir, say, window, baseline)
     return injection
 
 
-def _show(data_dir: Path, say: Say) -> None:
-    """Print what the store holds now, then the commands to explore further."""
-    for args in explore_commands(data_dir):
+def _show(data_dir: Path, say: Say, window: tuple[int, int], baseline: tuple[int, int]) -> None:
+    """Print the ranked causes and what the store holds now, then how to explore further."""
+    for args in explore_commands(data_dir, window, baseline):
         say(f"\n$ steth {' '.join(_quoted(args))}")
         done = subprocess.run(
             [sys.executable, "-m", "stethoscope.cli.main", *args],
@@ -220,9 +229,9 @@ def _show(data_dir: Path, say: Say) -> None:
         say((done.stdout or done.stderr).rstrip())
     say(
         "\nExplore further (the data stays in the directory): `steth trace TRACE_ID`, "
-        f"`steth logs --service NAME`, `steth events --name process.exit`, with --data {data_dir}."
-        "\n`steth why` will rank the likely causes once it exists. The ground truth of this run "
-        f"is in {data_dir / RUN_DIR / GROUND_TRUTH}."
+        f"`steth logs --service NAME`, `steth events --name process.exit`, `steth why --since "
+        f"TIME`, with --data {data_dir}. The ground truth of this run is in "
+        f"{data_dir / RUN_DIR / GROUND_TRUTH}."
     )
 
 

@@ -28,6 +28,7 @@ class Fault:
     kind: str  # "network", "cpu", "errors" or "swallowed"
     service: str
     at_s: int
+    instance: str | None = None  # only requests served by this replica (api-0, api-1...)
 
 
 def _span(trace: str, span: str, parent: str, name: str, kind: int, start: int, dur: int) -> Any:
@@ -118,34 +119,50 @@ def _fail(spans: dict[str, list], service: str, *, up_to_root: bool) -> None:
 
 
 def write_recording(
-    path: Path, *, minutes: int = 15, per_second: int = 2, fault: Fault | None = None, seed: int = 7
+    path: Path,
+    *,
+    minutes: int = 15,
+    per_second: int = 2,
+    fault: Fault | None = None,
+    seed: int = 7,
+    api_replicas: int = 1,
 ) -> None:
-    """Write the recording as Collector file-exporter lines (one request per line)."""
+    """Write the recording as Collector file-exporter lines (one request per line).
+
+    With `api_replicas`, requests go round-robin to api-0, api-1...
+    """
     rng = random.Random(seed)
     ids = _Ids(rng)
     with path.open("w") as out:
         for second in range(minutes * 60):
-            slow: dict[str, Any] = {}
-            if fault is not None and second >= fault.at_s:
-                if fault.kind in ("errors", "swallowed"):
-                    slow[f"{fault.kind}:"] = fault.service
-                else:
-                    added = 200 * MS if fault.kind == "network" else 40 * MS
-                    slow[f"{'net' if fault.kind == 'network' else 'cpu'}:{fault.service}"] = added
             for index in range(per_second):
+                api = f"api-{(second * per_second + index) % api_replicas}"
                 start = START_NS + second * SECOND + index * (SECOND // per_second)
-                spans = _request(ids, rng, start, slow)
-                out.write(json.dumps(_export(spans)) + "\n")
+                spans = _request(ids, rng, start, _slowdowns(fault, second, api))
+                out.write(json.dumps(_export(spans, api)) + "\n")
 
 
-def _export(spans: dict[str, list]) -> dict[str, Any]:
+def _slowdowns(fault: Fault | None, second: int, api: str) -> dict[str, Any]:
+    """What the fault does to a request served by replica `api` at `second`."""
+    if fault is None or second < fault.at_s or fault.instance not in (None, api):
+        return {}
+    if fault.kind in ("errors", "swallowed"):
+        return {f"{fault.kind}:": fault.service}
+    added = 200 * MS if fault.kind == "network" else 40 * MS
+    return {f"{'net' if fault.kind == 'network' else 'cpu'}:{fault.service}": added}
+
+
+def _export(spans: dict[str, list], api: str) -> dict[str, Any]:
     return {
         "resourceSpans": [
             {
                 "resource": {
                     "attributes": [
                         {"key": "service.name", "value": {"stringValue": service}},
-                        {"key": "service.instance.id", "value": {"stringValue": f"{service}-0"}},
+                        {
+                            "key": "service.instance.id",
+                            "value": {"stringValue": api if service == "api" else f"{service}-0"},
+                        },
                     ]
                 },
                 "scopeSpans": [{"scope": {"name": "synthetic"}, "spans": items}],

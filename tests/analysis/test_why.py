@@ -78,6 +78,17 @@ def test_the_true_cause_ranks_first_not_its_callers(
     assert shown in " ".join(item["summary"] for item in top["evidence"])  # before and after
 
 
+def test_one_slow_replica_is_named_among_its_healthy_peers(tmp_path: Path) -> None:
+    recording = tmp_path / "recording.jsonl"
+    fault = Fault("cpu", "api", FAULT_AT_S, instance="api-1")
+    write_recording(recording, fault=fault, api_replicas=2)
+    data = tmp_path / "data"
+    assert run_steth("import", str(recording), "--data", str(data))[0] == 0
+    top = why(data, *BASELINE)["suspects"][0]
+    assert (top["service"], top["instance"]) == ("api", "api-1")
+    assert "on api-1" in top["evidence"][0]["summary"]
+
+
 def test_a_healthy_window_has_no_suspects(tmp_path: Path) -> None:
     report = why(imported(tmp_path, None), *BASELINE)
     assert report["suspects"] == []

@@ -24,8 +24,16 @@ def test_a_short_demo_injects_reports_and_stops(tmp_path: Path) -> None:
     )  # fmt: skip
     assert code == 0, err
     assert "injected errors on payment-1" in out
-    for command in ("steth services", "steth traces --errors", "steth logs", "steth events"):
-        assert f"$ {command}" in out
+    commands = (
+        "steth why",
+        "steth services",
+        "steth traces --errors",
+        "steth logs",
+        "steth events",
+    )
+    for command in commands:
+        assert f"$ steth {command}" in out
+    assert "Suspects, most likely first" in out  # the errors fault is found
     assert "gateway" in out and "shipping" in out
     truth = [json.loads(line) for line in (data / "demo-run" / "ground-truth.jsonl").open()]
     assert [(t["action"], t["fault"], t["instance"]) for t in truth] == [

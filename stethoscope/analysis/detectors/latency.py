@@ -85,16 +85,39 @@ def _shift(
     )
 
 
-def _shifts(now: Profile, base: Profile, column: str, count: str) -> list[Shift]:
-    """Shifts of every component present in both windows, all its instances together."""
+def _shifts(
+    now: Profile, base: Profile, column: str, count: str, *, per_instance: bool = False
+) -> list[Shift]:
+    """Shifts of every component present in both windows.
+
+    Service-wide rows by default; with `per_instance`, each instance's row against the
+    service-wide baseline (an instance restarted since the baseline has no baseline of its own).
+    """
     found = []
     for key, row in now.total.items():
-        if key[1] is not None:  # an instance's own row; the service-wide one has None
+        if (key[1] is not None) != per_instance:
             continue
-        before = base.total.get(key)
+        before = base.total.get((key[0], None, *key[2:]))
         if before is not None and row[count] and before[count]:
             found.append(_shift(key, row, before, column, count))
     return found
+
+
+def instances_by_service(profile: Profile) -> dict[str, set[str]]:
+    """The instances seen per service in a profile."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    for key in profile.total:
+        if key[1] is not None:
+            seen[key[0]].add(key[1])
+    return seen
+
+
+def odd_instance(shifts: list[Shift], instances: set[str]) -> str | None:
+    """The one instance behind a change, when only it changed among several."""
+    changed = {shift.key[1] for shift in shifts}
+    if len(instances) >= 2 and len(changed) == 1:
+        return changed.pop()
+    return None
 
 
 def _onset(context: AnalysisContext, profile: Profile, shift: Shift, column: str) -> int:
@@ -116,30 +139,45 @@ class SelfLatencyDetector:
         for shift in _shifts(context.spans, context.spans_baseline, "self", "local_spans"):
             if shift.score >= THRESHOLD:
                 by_service[shift.key[0]].append(shift)
+        by_instance: dict[str, list[Shift]] = defaultdict(list)
+        for shift in _shifts(
+            context.spans, context.spans_baseline, "self", "local_spans", per_instance=True
+        ):
+            if shift.score >= THRESHOLD:
+                by_instance[shift.key[0]].append(shift)
+        instances = instances_by_service(context.spans)
         findings = []
-        for service, shifts in by_service.items():
-            shifts.sort(key=lambda shift: shift.score, reverse=True)
-            top = shifts[0]
-            findings.append(
-                Finding(
-                    kind=self.name,
-                    service=service,
-                    instance=None,
-                    severity=severity_for(top.score),
-                    start_ns=_onset(context, context.spans, top, "self"),
-                    summary=f"slower in its own code: {top.key[2]} self time {top.headline()}",
-                    score=top.score,
-                    evidence=tuple(
-                        Evidence(
-                            kind="self-time",
-                            summary=f"{shift.key[2]}: {shift.describe('self time')}",
-                            data={"operation": shift.key[2], "score": round(shift.score, 3)},
-                        )
-                        for shift in shifts[:EXAMPLES]
-                    ),
-                )
-            )
+        for service in by_service.keys() | by_instance.keys():
+            instance = odd_instance(by_instance[service], instances[service])
+            # One replica of several changing is diluted in the service-wide numbers: use its own.
+            shifts = by_instance[service] if instance else by_service[service]
+            if shifts:
+                findings.append(self._finding(context, service, instance, shifts))
         return findings
+
+    def _finding(
+        self, context: AnalysisContext, service: str, instance: str | None, shifts: list[Shift]
+    ) -> Finding:
+        shifts.sort(key=lambda shift: shift.score, reverse=True)
+        top = shifts[0]
+        where = f" on {instance}" if instance else ""
+        return Finding(
+            kind=self.name,
+            service=service,
+            instance=instance,
+            severity=severity_for(top.score),
+            start_ns=_onset(context, context.spans, top, "self"),
+            summary=f"slower in its own code{where}: {top.key[2]} self time {top.headline()}",
+            score=top.score,
+            evidence=tuple(
+                Evidence(
+                    kind="self-time",
+                    summary=f"{shift.key[2]}: {shift.describe('self time')}",
+                    data={"operation": shift.key[2], "score": round(shift.score, 3)},
+                )
+                for shift in shifts[:EXAMPLES]
+            ),
+        )
 
 
 @register
