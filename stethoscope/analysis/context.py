@@ -8,6 +8,7 @@ finding the onset).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
@@ -18,7 +19,7 @@ from stethoscope.store.base import Window
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["AnalysisContext", "Profile", "ProfileSource", "Scope"]
+__all__ = ["EVENT_NAMES", "AnalysisContext", "Profile", "ProfileSource", "Scope"]
 
 Row = dict[str, Any]
 
@@ -31,6 +32,18 @@ class ProfileSource(Protocol):
     def edge_profile(self, window: Window, bucket_ns: int) -> pa.Table: ...
 
     def log_profile(self, window: Window, bucket_ns: int) -> pa.Table: ...
+
+    def event_history(
+        self, window: Window, *, names: Sequence[str], per_key: int
+    ) -> list[dict[str, Any]]: ...
+
+    def metric_profile(self, window: Window, bucket_ns: int, *, max_series: int) -> pa.Table: ...
+
+    def clock_profile(self, window: Window, bucket_ns: int) -> pa.Table: ...
+
+    def peer_profile(self, window: Window, bucket_ns: int) -> pa.Table: ...
+
+    def address_book(self, window: Window) -> pa.Table: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,6 +106,27 @@ class Profile:
 SPAN_KEY = ("service", "instance", "operation")
 EDGE_KEY = ("caller", "caller_instance", "callee", "callee_instance")
 LOG_KEY = ("service", "instance", "template_id")
+METRIC_KEY = ("service", "instance", "name", "series", "kind")
+
+# Events that say what happened to a process (see BRIEF "Event names"); fingerprints included.
+EVENT_NAMES = (
+    "process.start",
+    "process.exit",
+    "process.restart",
+    "process.crash_loop",
+    "process.fingerprint",
+    "probe.state",
+    "scrape.target",
+    "capture.overflow",
+)
+# Bounds: the newest events kept per (instance, event name, url) in a window; how far back the
+# state at the window's start (last fingerprint, probe state) is looked for; metric series read.
+EVENTS_PER_KEY = 50
+EVENT_LOOKBACK_NS = 24 * 3600 * 1_000_000_000
+MAX_METRIC_SERIES = 5000
+CLOCK_KEY = ("service", "instance")
+PEER_KEY = ("service", "instance", "peer")
+ADDRESS_LOOKBACK_NS = 3600 * 1_000_000_000
 
 
 class AnalysisContext:
@@ -138,10 +172,86 @@ class AnalysisContext:
         return self._profile("log_profile", self.scope.baseline_window, LOG_KEY)
 
     @cached_property
+    def peers(self) -> Profile:
+        """Calls no callee span answered (uninstrumented peers), in the incident window."""
+        return self._profile("peer_profile", self.scope.window, PEER_KEY)
+
+    @cached_property
+    def peers_baseline(self) -> Profile:
+        """The same calls in the baseline."""
+        return self._profile("peer_profile", self.scope.baseline_window, PEER_KEY)
+
+    @cached_property
+    def listeners(self) -> dict[str, str]:
+        """Which service listens on a port, from both windows (a port two services used is
+        left out: it cannot name one)."""
+        scope = self.scope
+        # Ports rarely move: an hour before the baseline still names today's listeners.
+        whole = Window(
+            since_ns=min(scope.baseline[0], scope.since_ns) - ADDRESS_LOOKBACK_NS,
+            until_ns=max(scope.baseline[1], scope.until_ns),
+        )
+        owners: dict[str, set[str]] = defaultdict(set)
+        for row in self.source.address_book(whole).to_pylist():
+            owners[row["port"]].add(row["service"])
+        return {port: names.pop() for port, names in owners.items() if len(names) == 1}
+
+    @cached_property
+    def clock(self) -> Profile:
+        """Record-time minus arrival-time offsets per instance in the incident window."""
+        return self._profile("clock_profile", self.scope.window, CLOCK_KEY)
+
+    @cached_property
+    def clock_baseline(self) -> Profile:
+        """The same offsets in the baseline."""
+        return self._profile("clock_profile", self.scope.baseline_window, CLOCK_KEY)
+
+    def _events(self, window: Window, per_key: int) -> list[Row]:
+        return self.source.event_history(window, names=EVENT_NAMES, per_key=per_key)
+
+    @cached_property
+    def events(self) -> list[Row]:
+        """Lifecycle, probe, scrape and fingerprint events of the incident window, oldest first."""
+        return self._events(self.scope.window, EVENTS_PER_KEY)
+
+    @cached_property
+    def events_baseline(self) -> list[Row]:
+        """The same events in the baseline."""
+        return self._events(self.scope.baseline_window, EVENTS_PER_KEY)
+
+    @cached_property
+    def events_before(self) -> list[Row]:
+        """The last event of each kind before the window: the state it starts in."""
+        since = self.scope.since_ns
+        return self._events(Window(since_ns=since - EVENT_LOOKBACK_NS, until_ns=since), 1)
+
+    def _metrics(self, window: Window) -> Profile:
+        table = self.source.metric_profile(
+            window, self.scope.bucket_ns, max_series=MAX_METRIC_SERIES
+        )
+        return Profile.from_table(table, METRIC_KEY)
+
+    @cached_property
+    def metrics(self) -> Profile:
+        """Metric levels and counter rates per series in the incident window."""
+        return self._metrics(self.scope.window)
+
+    @cached_property
+    def metrics_baseline(self) -> Profile:
+        """Metric levels and counter rates per series in the baseline."""
+        return self._metrics(self.scope.baseline_window)
+
+    @cached_property
     def callers(self) -> dict[str, set[str]]:
         """Service call graph, callee -> callers, from both windows."""
         graph: dict[str, set[str]] = defaultdict(set)
         for profile in (self.edges, self.edges_baseline):
             for caller, _, callee, _ in profile.total:
                 graph[callee].add(caller)
+        # Calls to peers that send no spans, where the address book names the peer.
+        for profile in (self.peers, self.peers_baseline):
+            for (caller, _, _), row in profile.total.items():
+                callee = self.listeners.get(row.get("port") or "")
+                if callee and callee != caller:
+                    graph[callee].add(caller)
         return graph

@@ -11,6 +11,7 @@ from stethoscope.cli import events as events_cli
 from stethoscope.cli import importing, parse, query, scrape, up
 from stethoscope.cli import run as run_cli
 from stethoscope.cli import tail as tail_cli
+from stethoscope.cli import watch as watch_cli
 from stethoscope.cli import why as why_cli
 from stethoscope.errors import DataError, UsageError
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_cli.register(subparsers)
     tail_cli.register(subparsers)
     demo_cli.register(subparsers)
+    watch_cli.register(subparsers)
     return parser
 
 

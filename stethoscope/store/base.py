@@ -150,5 +150,22 @@ class Store(Protocol):
     def log_profile(self, window: Window, bucket_ns: int) -> pa.Table:
         """Per (service, instance, template, bucket) log record counts and highest level."""
 
+    def clock_profile(self, window: Window, bucket_ns: int) -> pa.Table:
+        """Per (service, instance, bucket) median of record time minus observed time."""
+
+    def peer_profile(self, window: Window, bucket_ns: int) -> pa.Table:
+        """Per (service, instance, peer, bucket) calls that no callee span answered."""
+
+    def address_book(self, window: Window) -> pa.Table:
+        """(port, service, instance) of the listening ports seen in the window."""
+
+    def event_history(
+        self, window: Window, *, names: Sequence[str], per_key: int
+    ) -> list[dict[str, Any]]:
+        """The newest `per_key` events of each (service, instance, name, url), with counts."""
+
+    def metric_profile(self, window: Window, bucket_ns: int, *, max_series: int) -> pa.Table:
+        """Per (service, instance, metric, series, bucket) levels or counter rates."""
+
     def close(self) -> None:
         """Flush and release the store."""

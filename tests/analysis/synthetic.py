@@ -5,7 +5,9 @@ spans on each side of each call). A fault changes where time is spent from `faul
 `network:<service>` adds time between the caller's client span and that service's server span;
 `cpu:<service>` makes that service's own code and its client-side call overhead slower;
 `errors:<service>` makes a third of its requests fail, and the failure travels up to the root;
-`swallowed:<service>` makes them fail while its caller reports success.
+`swallowed:<service>` makes them fail while its caller reports success. Services named in
+`uninstrumented` send no spans (a program in another language): only their callers' client
+spans, which name the port they call, and a listening-socket metric as `steth run` reports it.
 """
 
 from __future__ import annotations
@@ -31,9 +33,13 @@ class Fault:
     instance: str | None = None  # only requests served by this replica (api-0, api-1...)
 
 
+PORTS = {"api": 8080, "cache": 6379, "db": 5432}
+
+
 def _span(trace: str, span: str, parent: str, name: str, kind: int, start: int, dur: int) -> Any:
     return {
         "status": {},
+        "attributes": [],
         "traceId": trace,
         "spanId": span,
         "parentSpanId": parent,
@@ -80,19 +86,26 @@ def _request(ids: _Ids, rng: random.Random, start: int, slow: dict[str, Any]) ->
     root, call_api = ids.span(), ids.span()
     spans["frontend"] += [
         _span(trace, root, "", "GET /shop", 2, start, front_dur),
-        _span(trace, call_api, root, "GET", 3, start + front_self // 2, api_dur + api_gap),
+        _calls(
+            "api",
+            _span(trace, call_api, root, "GET", 3, start + front_self // 2, api_dur + api_gap),
+        ),
     ]
     api_server = ids.span()
     at = start + front_self // 2 + api_gap // 2
     spans["api"].append(_span(trace, api_server, call_api, "GET /items", 2, at, api_dur))
     call_cache, call_db = ids.span(), ids.span()
     at += api_self // 2
-    spans["api"].append(_span(trace, call_cache, api_server, "GET", 3, at, cache_dur + cache_gap))
+    spans["api"].append(
+        _calls("cache", _span(trace, call_cache, api_server, "GET", 3, at, cache_dur + cache_gap))
+    )
     spans["cache"].append(
         _span(trace, ids.span(), call_cache, "GET /get", 2, at + cache_gap // 2, cache_dur)
     )
     at += cache_dur + cache_gap
-    spans["api"].append(_span(trace, call_db, api_server, "SELECT", 3, at, db_dur + db_gap))
+    spans["api"].append(
+        _calls("db", _span(trace, call_db, api_server, "SELECT", 3, at, db_dur + db_gap))
+    )
     spans["db"].append(
         _span(trace, ids.span(), call_db, "SELECT items", 2, at + db_gap // 2, db_dur)
     )
@@ -104,6 +117,15 @@ def _request(ids: _Ids, rng: random.Random, start: int, slow: dict[str, Any]) ->
 
 
 CALLERS = {"cache": "api", "db": "api", "api": "frontend"}
+
+
+def _calls(callee: str, span: dict[str, Any]) -> dict[str, Any]:
+    """A client span naming the address it calls, as HTTP and database clients do."""
+    span["attributes"] = [
+        {"key": "server.address", "value": {"stringValue": "127.0.0.1"}},
+        {"key": "server.port", "value": {"intValue": str(PORTS[callee])}},
+    ]
+    return span
 
 
 def _fail(spans: dict[str, list], service: str, *, up_to_root: bool) -> None:
@@ -126,6 +148,7 @@ def write_recording(
     fault: Fault | None = None,
     seed: int = 7,
     api_replicas: int = 1,
+    uninstrumented: tuple[str, ...] = (),
 ) -> None:
     """Write the recording as Collector file-exporter lines (one request per line).
 
@@ -135,10 +158,15 @@ def write_recording(
     ids = _Ids(rng)
     with path.open("w") as out:
         for second in range(minutes * 60):
+            if second % 60 == 0:  # steth run reports listening sockets every few seconds
+                for service in uninstrumented:
+                    out.write(json.dumps(_listening(service, second)) + "\n")
             for index in range(per_second):
                 api = f"api-{(second * per_second + index) % api_replicas}"
                 start = START_NS + second * SECOND + index * (SECOND // per_second)
                 spans = _request(ids, rng, start, _slowdowns(fault, second, api))
+                for service in uninstrumented:
+                    spans[service] = []
                 out.write(json.dumps(_export(spans, api)) + "\n")
 
 
@@ -150,6 +178,27 @@ def _slowdowns(fault: Fault | None, second: int, api: str) -> dict[str, Any]:
         return {f"{fault.kind}:": fault.service}
     added = 200 * MS if fault.kind == "network" else 40 * MS
     return {f"{'net' if fault.kind == 'network' else 'cpu'}:{fault.service}": added}
+
+
+def _listening(service: str, second: int) -> dict[str, Any]:
+    """The listening-socket gauge `steth run` reports for a supervised program."""
+    point = {
+        "timeUnixNano": str(START_NS + second * SECOND),
+        "asInt": "1",
+        "attributes": [
+            {"key": "network.connection.direction", "value": {"stringValue": "listen"}},
+            {"key": "network.local.port", "value": {"stringValue": str(PORTS[service])}},
+        ],
+    }
+    metric = {"name": "process.tcp.connections", "unit": "{connection}",
+              "gauge": {"dataPoints": [point]}}  # fmt: skip
+    resource = {
+        "attributes": [
+            {"key": "service.name", "value": {"stringValue": service}},
+            {"key": "service.instance.id", "value": {"stringValue": f"{service}-0"}},
+        ]
+    }
+    return {"resourceMetrics": [{"resource": resource, "scopeMetrics": [{"metrics": [metric]}]}]}
 
 
 def _export(spans: dict[str, list], api: str) -> dict[str, Any]:

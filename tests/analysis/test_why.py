@@ -89,6 +89,25 @@ def test_one_slow_replica_is_named_among_its_healthy_peers(tmp_path: Path) -> No
     assert "on api-1" in top["evidence"][0]["summary"]
 
 
+@pytest.mark.parametrize(
+    ("fault", "shown"),
+    [
+        pytest.param(Fault("network", "cache", FAULT_AT_S), "slower", id="slow"),
+        pytest.param(Fault("errors", "cache", FAULT_AT_S), "fail", id="failing"),
+    ],
+)
+def test_a_peer_without_spans_is_blamed_by_its_listening_port(
+    tmp_path: Path, fault: Fault, shown: str
+) -> None:
+    recording = tmp_path / "recording.jsonl"
+    write_recording(recording, fault=fault, uninstrumented=("cache",))
+    data = tmp_path / "data"
+    assert run_steth("import", str(recording), "--data", str(data))[0] == 0
+    top = why(data, *BASELINE)["suspects"][0]
+    assert top["service"] == "cache"
+    assert f"calls api -> cache {shown}" in top["evidence"][0]["summary"]
+
+
 def test_a_healthy_window_has_no_suspects(tmp_path: Path) -> None:
     report = why(imported(tmp_path, None), *BASELINE)
     assert report["suspects"] == []

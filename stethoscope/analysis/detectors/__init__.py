@@ -1,5 +1,14 @@
 """The built-in detectors; importing this package registers them."""
 
-from stethoscope.analysis.detectors import errors, latency, logs
+from stethoscope.analysis.detectors import (
+    changes,
+    clock,
+    errors,
+    latency,
+    lifecycle,
+    logs,
+    metrics,
+    peers,
+)
 
-__all__ = ["errors", "latency", "logs"]
+__all__ = ["changes", "clock", "errors", "latency", "lifecycle", "logs", "metrics", "peers"]

@@ -11,16 +11,17 @@ the edge between them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from stethoscope.store.base import Window
-from stethoscope.store.duckdb.queries import SPAN_ERROR
+from stethoscope.store.duckdb.queries import SPAN_ERROR, restore_attributes
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
-__all__ = ["edge_profile", "log_profile", "span_profile"]
+__all__ = ["edge_profile", "event_history", "log_profile", "metric_profile", "span_profile"]
 
 
 def _bounds(window: Window) -> tuple[int, int]:
@@ -31,7 +32,7 @@ def _bounds(window: Window) -> tuple[int, int]:
 
 _SPANS_IN_WINDOW = f"""
     in_window AS (
-        SELECT resource_id, service, trace_hi, trace_lo, span_id, parent_span_id, name,
+        SELECT resource_id, service, trace_hi, trace_lo, span_id, parent_span_id, name, kind,
                start_ns, duration_ns, coalesce({SPAN_ERROR}, false) AS error
         FROM spans WHERE start_ns >= $since AND start_ns < $until
     ),
@@ -56,27 +57,33 @@ def span_profile(cursor: duckdb.DuckDBPyConnection, window: Window, bucket_ns: i
         ),
         -- A span that calls another service spends its self time waiting between the two: that
         -- time is the edge's (see edge_profile), so it is left out of the caller's self time.
+        -- So is a client or producer span's: its callee may send no spans (peers.py).
         costed AS (
-            SELECT w.*, CASE WHEN kids.remote THEN NULL
+            SELECT w.*, CASE WHEN kids.remote OR w.kind IN (3, 4) THEN NULL
                         ELSE greatest(w.duration_ns - coalesce(kids.child_ns, 0), 0) END AS self_ns
             FROM w LEFT JOIN kids USING (trace_hi, trace_lo, span_id)
+        ),
+        -- Both percentiles of a column come from one aggregate: its values are gathered once.
+        stats AS (
+            SELECT service, instance, name AS operation,
+                   ((start_ns - $since) // $bucket)::BIGINT AS bucket,
+                   count(*)::BIGINT AS spans,
+                   count(*) FILTER (WHERE error)::BIGINT AS errors,
+                   count(*) FILTER (WHERE parent_span_id = 0)::BIGINT AS roots,
+                   count(self_ns)::BIGINT AS local_spans,
+                   quantile_cont(duration_ns, [0.5, 0.95]) AS duration_q,
+                   quantile_cont(self_ns, [0.5, 0.95]) AS self_q,
+                   sum(self_ns)::DOUBLE AS self_sum
+            FROM costed
+            GROUP BY GROUPING SETS (
+                (service, instance, operation, bucket), (service, instance, operation),
+                (service, operation, bucket), (service, operation)
+            )
         )
-        SELECT service, instance, name AS operation,
-               ((start_ns - $since) // $bucket)::BIGINT AS bucket,
-               count(*)::BIGINT AS spans,
-               count(*) FILTER (WHERE error)::BIGINT AS errors,
-               count(*) FILTER (WHERE parent_span_id = 0)::BIGINT AS roots,
-               count(self_ns)::BIGINT AS local_spans,
-               quantile_cont(duration_ns, 0.5) AS duration_p50,
-               quantile_cont(duration_ns, 0.95) AS duration_p95,
-               quantile_cont(self_ns, 0.5) AS self_p50,
-               quantile_cont(self_ns, 0.95) AS self_p95,
-               sum(self_ns)::DOUBLE AS self_sum
-        FROM costed
-        GROUP BY GROUPING SETS (
-            (service, instance, operation, bucket), (service, instance, operation),
-            (service, operation, bucket), (service, operation)
-        )
+        SELECT * EXCLUDE (duration_q, self_q, self_sum),
+               duration_q[1] AS duration_p50, duration_q[2] AS duration_p95,
+               self_q[1] AS self_p50, self_q[2] AS self_p95, self_sum
+        FROM stats
     """
     params = {"since": since, "until": until, "bucket": bucket_ns}
     return cursor.sql(sql, params=params).to_arrow_table()
@@ -90,25 +97,30 @@ def edge_profile(cursor: duckdb.DuckDBPyConnection, window: Window, bucket_ns: i
     """
     since, until = _bounds(window)
     sql = f"""
-        WITH {_SPANS_IN_WINDOW}
-        SELECT p.service AS caller, p.instance AS caller_instance,
-               c.service AS callee, c.instance AS callee_instance,
-               ((c.start_ns - $since) // $bucket)::BIGINT AS bucket,
-               count(*)::BIGINT AS calls,
-               count(*) FILTER (WHERE c.error)::BIGINT AS callee_errors,
-               count(*) FILTER (WHERE p.error)::BIGINT AS caller_errors,
-               count(*) FILTER (WHERE c.error AND NOT p.error)::BIGINT AS swallowed,
-               quantile_cont(greatest(p.duration_ns - c.duration_ns, 0), 0.5) AS gap_p50,
-               quantile_cont(greatest(p.duration_ns - c.duration_ns, 0), 0.95) AS gap_p95,
-               quantile_cont(c.duration_ns, 0.5) AS callee_p50
-        FROM w c JOIN w p
-          ON p.trace_hi = c.trace_hi AND p.trace_lo = c.trace_lo AND p.span_id = c.parent_span_id
-        WHERE p.service <> c.service
-        GROUP BY GROUPING SETS (
-            (caller, caller_instance, callee, callee_instance, bucket),
-            (caller, caller_instance, callee, callee_instance),
-            (caller, callee, bucket), (caller, callee)
+        WITH {_SPANS_IN_WINDOW},
+        stats AS (
+            SELECT p.service AS caller, p.instance AS caller_instance,
+                   c.service AS callee, c.instance AS callee_instance,
+                   ((c.start_ns - $since) // $bucket)::BIGINT AS bucket,
+                   count(*)::BIGINT AS calls,
+                   count(*) FILTER (WHERE c.error)::BIGINT AS callee_errors,
+                   count(*) FILTER (WHERE p.error)::BIGINT AS caller_errors,
+                   count(*) FILTER (WHERE c.error AND NOT p.error)::BIGINT AS swallowed,
+                   quantile_cont(greatest(p.duration_ns - c.duration_ns, 0), [0.5, 0.95]) AS gap_q,
+                   quantile_cont(c.duration_ns, 0.5) AS callee_p50
+            FROM w c JOIN w p
+              ON p.trace_hi = c.trace_hi AND p.trace_lo = c.trace_lo
+             AND p.span_id = c.parent_span_id
+            WHERE p.service <> c.service
+            GROUP BY GROUPING SETS (
+                (caller, caller_instance, callee, callee_instance, bucket),
+                (caller, caller_instance, callee, callee_instance),
+                (caller, callee, bucket), (caller, callee)
+            )
         )
+        SELECT * EXCLUDE (gap_q, callee_p50),
+               gap_q[1] AS gap_p50, gap_q[2] AS gap_p95, callee_p50
+        FROM stats
     """
     params = {"since": since, "until": until, "bucket": bucket_ns}
     return cursor.sql(sql, params=params).to_arrow_table()
@@ -137,19 +149,140 @@ def log_profile(cursor: duckdb.DuckDBPyConnection, window: Window, bucket_ns: in
         w AS (
             SELECT in_window.* EXCLUDE (resource_id), coalesce(r.instance, '') AS instance
             FROM in_window LEFT JOIN resources r USING (resource_id)
+        ),
+        stats AS (
+            SELECT service, instance, template_id,
+                   ((time_ns - $since) // $bucket)::BIGINT AS bucket,
+                   count(*)::BIGINT AS records,
+                   max(level)::INTEGER AS level,
+                   min(time_ns) AS first_ns,
+                   any_value(body) AS example
+            FROM w
+            GROUP BY GROUPING SETS (
+                (service, instance, template_id, bucket), (service, instance, template_id),
+                (service, template_id, bucket), (service, template_id)
+            )
         )
-        SELECT w.service, instance, w.template_id,
-               ((time_ns - $since) // $bucket)::BIGINT AS bucket,
-               count(*)::BIGINT AS records,
-               max(level)::INTEGER AS level,
-               min(time_ns) AS first_ns,
-               any_value(t.template) AS template,
-               any_value(body) AS example
-        FROM w LEFT JOIN templates t ON t.service = w.service AND t.template_id = w.template_id
-        GROUP BY GROUPING SETS (
-            (w.service, instance, w.template_id, bucket), (w.service, instance, w.template_id),
-            (w.service, w.template_id, bucket), (w.service, w.template_id)
-        )
+        -- Template texts are joined to the few aggregated rows, not to every record.
+        SELECT s.* EXCLUDE (example), t.template, s.example
+        FROM stats s
+        LEFT JOIN templates t ON t.service = s.service AND t.template_id = s.template_id
     """
     params = {"since": since, "until": until, "bucket": bucket_ns}
+    return cursor.sql(sql, params=params).to_arrow_table()
+
+
+def event_history(
+    cursor: duckdb.DuckDBPyConnection, window: Window, *, names: Sequence[str], per_key: int
+) -> list[dict[str, Any]]:
+    """The newest `per_key` events of each (service, instance, event name, url) in the window.
+
+    Oldest first, attributes restored, each with `count`: how many events its key has in the
+    window (a crash loop's thousand exits are counted, not all returned).
+    """
+    since, until = _bounds(window)
+    if not names or per_key <= 0:
+        return []
+    placeholders = ", ".join("?" * len(names))
+    sql = f"""
+        WITH picked AS (
+            SELECT resource_id, service, event_name, time_ns, severity_number, body, attributes,
+                   coalesce([a.value FOR a IN attributes IF a.key = 'url.full'][1], '') AS url
+            FROM logs
+            WHERE time_ns >= ? AND time_ns < ? AND event_name IN ({placeholders})
+        ),
+        keyed AS (
+            SELECT picked.* EXCLUDE (resource_id), coalesce(r.instance, '') AS instance
+            FROM picked LEFT JOIN resources r USING (resource_id)
+        )
+        SELECT service, instance, event_name, url, time_ns, severity_number, body, attributes,
+               count(*) OVER (PARTITION BY service, instance, event_name, url) AS count
+        FROM keyed
+        QUALIFY row_number() OVER (
+            PARTITION BY service, instance, event_name, url ORDER BY time_ns DESC
+        ) <= ?
+        ORDER BY time_ns, service, instance
+    """
+    cursor.execute(sql, [since, until, *names, per_key])
+    columns = [column[0] for column in cursor.description or ()]
+    found = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    for row in found:
+        row["attributes"] = restore_attributes(row["attributes"])
+    return found
+
+
+# Cumulative monotonic sums are compared as per-second rates between consecutive points (a drop
+# is a counter reset: the new value is what accrued since); delta sums as value per interval;
+# gauges and non-monotonic sums as levels. Histograms and summaries are left out.
+_METRIC_VALUES = """
+    pts AS (
+        SELECT resource_id, service, name, unit, time_ns, start_ns, value,
+               type = 2 AND coalesce(monotonic, false) AS counter, temporality,
+               list_sort(attributes) AS attrs
+        FROM metric_points
+        WHERE time_ns >= $since AND time_ns < $until AND type IN (1, 2)
+          AND value IS NOT NULL AND isfinite(value)
+    ),
+    series AS (
+        SELECT resource_id, name, attrs, count(*) OVER () AS series_total,
+               row_number() OVER (ORDER BY any_value(service), name, resource_id,
+                                  hash(attrs)) AS series_no
+        FROM pts GROUP BY resource_id, name, attrs
+    ),
+    kept AS (
+        SELECT pts.*, series.series_total,
+               lag(value) OVER s AS prev_value, lag(time_ns) OVER s AS prev_ns
+        FROM pts JOIN series USING (resource_id, name, attrs)
+        WHERE series.series_no <= $max_series
+        WINDOW s AS (PARTITION BY pts.resource_id, pts.name, pts.attrs ORDER BY time_ns)
+    ),
+    valued AS (
+        SELECT *, CASE
+            WHEN NOT counter THEN value
+            WHEN temporality = 1 AND start_ns > 0 AND start_ns < time_ns
+                THEN value / ((time_ns - start_ns) / 1e9)
+            WHEN temporality = 1 AND prev_ns IS NOT NULL AND prev_ns < time_ns
+                THEN value / ((time_ns - prev_ns) / 1e9)
+            WHEN prev_ns IS NOT NULL AND prev_ns < time_ns
+                THEN (CASE WHEN value >= prev_value THEN value - prev_value ELSE value END)
+                     / ((time_ns - prev_ns) / 1e9)
+            END AS v
+        FROM kept
+    )
+"""
+
+
+def metric_profile(
+    cursor: duckdb.DuckDBPyConnection, window: Window, bucket_ns: int, *, max_series: int
+) -> pa.Table:
+    """Per (service, instance, metric, series, bucket): points, avg/min/max/last of the value.
+
+    The value is a gauge's (or non-monotonic sum's) level, or a counter's per-second rate
+    (`kind` 'rate'). At most `max_series` series, picked in a stable order;
+    `series_total` says how many the window had.
+    """
+    since, until = _bounds(window)
+    sql = f"""
+        WITH {_METRIC_VALUES},
+        w AS (
+            SELECT valued.* EXCLUDE (resource_id), coalesce(r.instance, '') AS instance,
+                   array_to_string([a.key || '=' || a.value FOR a IN attrs], ',') AS series,
+                   CASE WHEN counter THEN 'rate' ELSE 'level' END AS kind
+            FROM valued LEFT JOIN resources r USING (resource_id)
+            WHERE v IS NOT NULL AND isfinite(v)
+        )
+        SELECT service, instance, name, series, kind,
+               ((time_ns - $since) // $bucket)::BIGINT AS bucket,
+               any_value(unit) AS unit,
+               count(*)::BIGINT AS points,
+               avg(v) AS avg, min(v) AS min, max(v) AS max, arg_max(v, time_ns) AS last,
+               min(time_ns) AS first_ns,
+               any_value(series_total)::BIGINT AS series_total
+        FROM w
+        GROUP BY GROUPING SETS (
+            (service, instance, name, series, kind, bucket),
+            (service, instance, name, series, kind)
+        )
+    """
+    params = {"since": since, "until": until, "bucket": bucket_ns, "max_series": max_series}
     return cursor.sql(sql, params=params).to_arrow_table()

@@ -19,7 +19,7 @@ from stethoscope.store.base import (
     TraceQuery,
     Window,
 )
-from stethoscope.store.duckdb import log_queries, profiles, queries
+from stethoscope.store.duckdb import clock, log_queries, peers, profiles, queries
 from stethoscope.store.duckdb.schema import (
     SCHEMA_VERSION,
     check_readable,
@@ -198,6 +198,23 @@ class DuckDBStore:
 
     def log_profile(self, window: Window, bucket_ns: int) -> pa.Table:
         return profiles.log_profile(self.cursor(), window, bucket_ns)
+
+    def clock_profile(self, window: Window, bucket_ns: int) -> pa.Table:
+        return clock.clock_profile(self.cursor(), window, bucket_ns)
+
+    def peer_profile(self, window: Window, bucket_ns: int) -> pa.Table:
+        return peers.peer_profile(self.cursor(), window, bucket_ns)
+
+    def address_book(self, window: Window) -> pa.Table:
+        return peers.address_book(self.cursor(), window)
+
+    def event_history(
+        self, window: Window, *, names: Sequence[str], per_key: int
+    ) -> list[dict[str, Any]]:
+        return profiles.event_history(self.cursor(), window, names=names, per_key=per_key)
+
+    def metric_profile(self, window: Window, bucket_ns: int, *, max_series: int) -> pa.Table:
+        return profiles.metric_profile(self.cursor(), window, bucket_ns, max_series=max_series)
 
     def close(self) -> None:
         """Checkpoint and close the file."""
