@@ -8,7 +8,7 @@ finding the onset).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
@@ -81,26 +81,57 @@ class Scope:
         return self.since_ns + bucket * self.bucket_ns
 
 
+class BucketRows(Mapping[tuple[Any, ...], list[Row]]):
+    """Per-bucket rows by component key, in bucket order, made Python rows only when asked for.
+
+    Detectors read the buckets of the few components that changed (to find an onset), while a
+    profile holds twenty buckets of every component: converting them all cost more than the
+    detectors did.
+    """
+
+    def __init__(self, table: pa.Table, key: tuple[str, ...]) -> None:
+        self._table = table.sort_by([(name, "ascending") for name in (*key, "bucket")])
+        self._ranges: dict[tuple[Any, ...], tuple[int, int]] = {}
+        self._rows: dict[tuple[Any, ...], list[Row]] = {}
+        columns = [self._table.column(name).to_pylist() for name in key]
+        start, previous = 0, None
+        for index, component in enumerate(zip(*columns, strict=True)):
+            if component != previous:
+                if previous is not None:
+                    self._ranges[previous] = (start, index - start)
+                start, previous = index, component
+        if previous is not None:
+            self._ranges[previous] = (start, self._table.num_rows - start)
+
+    def __getitem__(self, component: tuple[Any, ...]) -> list[Row]:
+        rows = self._rows.get(component)
+        if rows is None:
+            start, length = self._ranges[component]
+            rows = self._rows[component] = self._table.slice(start, length).to_pylist()
+        return rows
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self._ranges)
+
+    def __len__(self) -> int:
+        return len(self._ranges)
+
+
 @dataclass
 class Profile:
     """One profile's rows by component key: `total[key]` whole window, `buckets[key]` by time."""
 
     total: dict[tuple[Any, ...], Row] = field(default_factory=dict)
-    buckets: dict[tuple[Any, ...], list[Row]] = field(default_factory=lambda: defaultdict(list))
+    buckets: Mapping[tuple[Any, ...], list[Row]] = field(default_factory=dict)
 
     @classmethod
     def from_table(cls, table: pa.Table, key: tuple[str, ...]) -> Profile:
         """Split an Arrow profile (null bucket = whole window) by the `key` columns."""
-        profile = cls()
-        for row in table.to_pylist():
-            component = tuple(row[name] for name in key)
-            if row["bucket"] is None:
-                profile.total[component] = row
-            else:
-                profile.buckets[component].append(row)
-        for rows in profile.buckets.values():
-            rows.sort(key=lambda row: row["bucket"])
-        return profile
+        import pyarrow.compute as pc
+
+        whole = pc.is_null(table.column("bucket"))
+        total = {tuple(row[name] for name in key): row for row in table.filter(whole).to_pylist()}
+        return cls(total=total, buckets=BucketRows(table.filter(pc.invert(whole)), key))
 
 
 SPAN_KEY = ("service", "instance", "operation")
@@ -240,6 +271,14 @@ class AnalysisContext:
     def metrics_baseline(self) -> Profile:
         """Metric levels and counter rates per series in the baseline."""
         return self._metrics(self.scope.baseline_window)
+
+    @cached_property
+    def services(self) -> set[str]:
+        """Every service seen in either window's spans or logs."""
+        found: set[str] = set()
+        for profile in (self.spans, self.spans_baseline, self.logs, self.logs_baseline):
+            found.update(key[0] for key in profile.total)
+        return found
 
     @cached_property
     def callers(self) -> dict[str, set[str]]:

@@ -4,13 +4,15 @@ A suspect's score adds its strongest finding of each kind, so independent kinds 
 (slower, erroring, gone quiet) reinforce each other while many findings of one kind do not pile
 up. Then the call graph is respected: the symptoms of a caller (findings a failing callee can
 cause, such as errors passed up) never outweigh a callee that changed at the same time or
-earlier. Findings about a component's own work (self time, its side of an edge) are causes, not
-symptoms, and are never capped.
+earlier. The same holds for a service whose new or rising log messages name another service:
+its log findings never outweigh the service named. Findings about a component's own work (self
+time, its side of an edge) are causes, not symptoms, and are never capped.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 from stethoscope.analysis.context import AnalysisContext
 from stethoscope.analysis.findings import Finding, Suspect
@@ -19,6 +21,9 @@ __all__ = ["rank"]
 
 # A caller capped by its callee ends just below it.
 CALLER_CAP = 0.95
+# A service's log findings are explained by a service its logs name (detectors/mentions.py).
+MENTION_KIND = "named-in-logs"
+LOG_KINDS = frozenset({"new-logs", "quiet-logs", "log-errors"})
 # A symptom (errors, silence) says less about where the fault is than a change in a component's
 # own work, since it also shows wherever the failure travels.
 SYMPTOM_WEIGHT = 0.5
@@ -29,22 +34,27 @@ def rank(findings: list[Finding], context: AnalysisContext) -> list[Suspect]:
     grouped: dict[str, list[Finding]] = defaultdict(list)
     for finding in findings:
         grouped[finding.suspect].append(finding)
+    named_by = _named_by(findings)
+
+    def explainers(service: str) -> set[str]:
+        """Who can explain this service's symptoms: its callees, and whoever its logs name."""
+        return (_callees(service, context) | named_by.get(service, set())) - {service}
+
+    def explainable(service: str, finding: Finding) -> bool:
+        return finding.symptom or (finding.kind in LOG_KINDS and service in named_by)
+
     scores = {service: _score(found) for service, found in grouped.items()}
-    symptoms = {
-        service: _score([finding for finding in found if finding.symptom])
-        for service, found in grouped.items()
-    }
     onsets = {service: _onset(found) for service, found in grouped.items()}
-    for service in _callees_first(grouped, context):
-        for callee in _callees(service, context):
-            if callee not in scores or callee == service:
-                continue
-            if symptoms[service] and _started_no_later(
-                onsets[callee], onsets[service], context.scope.bucket_ns
-            ):
-                capped = min(symptoms[service], scores[callee] * CALLER_CAP)
-                scores[service] -= symptoms[service] - capped
-                symptoms[service] = capped
+    for service in _explainers_first(grouped, explainers):
+        explained = _score([f for f in grouped[service] if explainable(service, f)])
+        eligible = [
+            scores[other]
+            for other in explainers(service)
+            if other in scores
+            and _started_no_later(onsets[other], onsets[service], context.scope.bucket_ns)
+        ]
+        if explained and eligible:
+            scores[service] -= explained - min(explained, max(eligible) * CALLER_CAP)
     suspects = [
         Suspect(
             service=service,
@@ -58,6 +68,15 @@ def rank(findings: list[Finding], context: AnalysisContext) -> list[Suspect]:
     ]
     suspects.sort(key=lambda suspect: (-suspect.score, suspect.onset_ns or 0, suspect.service))
     return suspects
+
+
+def _named_by(findings: list[Finding]) -> dict[str, set[str]]:
+    """Writer -> the services its logs name (from the named-in-logs findings)."""
+    named: dict[str, set[str]] = defaultdict(set)
+    for finding in findings:
+        if finding.kind == MENTION_KIND and finding.peer:
+            named[finding.peer].add(finding.service)
+    return named
 
 
 def _score(findings: list[Finding]) -> float:
@@ -83,8 +102,10 @@ def _callees(service: str, context: AnalysisContext) -> set[str]:
     return {callee for callee, callers in context.callers.items() if service in callers}
 
 
-def _callees_first(grouped: dict[str, list[Finding]], context: AnalysisContext) -> list[str]:
-    """Suspects ordered callees first, so a callee is capped before its callers read its score."""
+def _explainers_first(
+    grouped: dict[str, list[Finding]], explainers: Callable[[str], set[str]]
+) -> list[str]:
+    """Suspects ordered so that a service is capped only after those who explain it are."""
     order: list[str] = []
     seen: set[str] = set()
 
@@ -92,9 +113,9 @@ def _callees_first(grouped: dict[str, list[Finding]], context: AnalysisContext) 
         if service in seen:
             return
         seen.add(service)
-        for callee in sorted(_callees(service, context)):
-            if callee in grouped:
-                visit(callee)
+        for other in sorted(explainers(service)):
+            if other in grouped:
+                visit(other)
         order.append(service)
 
     for service in sorted(grouped):

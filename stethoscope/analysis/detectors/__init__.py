@@ -7,8 +7,19 @@ from stethoscope.analysis.detectors import (
     latency,
     lifecycle,
     logs,
+    mentions,
     metrics,
     peers,
 )
 
-__all__ = ["changes", "clock", "errors", "latency", "lifecycle", "logs", "metrics", "peers"]
+__all__ = [
+    "changes",
+    "clock",
+    "errors",
+    "latency",
+    "lifecycle",
+    "logs",
+    "mentions",
+    "metrics",
+    "peers",
+]

@@ -31,8 +31,11 @@ Instance = tuple[str, str]
 Fields = dict[str, str | None]
 
 FINGERPRINT = "process.fingerprint"
-CHANGE_SCORE = 2.0
-DRIFT_SCORE = 3.0
+# A change fails nothing by itself, yet it is the usual cause of what fails right after it: alone
+# it weighs like a latency that more than quintupled. New drift weighs more (the odd replica
+# fails where its peers do not), about as much as the errors and logs its callers then show.
+CHANGE_SCORE = 2.5
+DRIFT_SCORE = 3.5
 ONGOING_WEIGHT = 0.5
 SHOWN_FIELDS = 3
 EVIDENCE_FIELDS = 12
@@ -43,6 +46,7 @@ VOLATILE_ENV = re.compile(
     r"PYTEST_.*|STETH_.*|INVOCATION_ID|JOURNAL_STREAM|TMUX.*|WINDOWID|COLORTERM)$"
 )
 _ENV = "env "
+_PACKAGE = "package "
 
 
 def fingerprint_fields(attributes: dict[str, Any], instance: str) -> Fields:
@@ -63,7 +67,7 @@ def fingerprint_fields(attributes: dict[str, Any], instance: str) -> Fields:
     fields["executable"] = masked(attributes.get("process.executable.path") or "")
     fields["executable sha256"] = str(attributes.get("process.executable.sha256") or "")
     for name, version in (attributes.get("python.packages") or {}).items():
-        fields[f"package {name}"] = str(version)
+        fields[f"{_PACKAGE}{name}"] = str(version)
     return fields
 
 
@@ -84,8 +88,20 @@ def _change(field: str, old: str | None, new: str | None) -> str:
     return f"{field}: {_shown(field, old)} -> {_shown(field, new)}"
 
 
+def _unknown(fields: Fields, name: str) -> bool:
+    """Whether a fingerprint could not tell this field (packages not listed, executable
+    unreadable): a listing that timed out is no change of every package."""
+    if name.startswith(_PACKAGE):
+        return not any(other.startswith(_PACKAGE) for other in fields)
+    return name == "executable sha256" and not fields.get(name)
+
+
 def _differing(a: Fields, b: Fields) -> list[str]:
-    return sorted(name for name in {*a, *b} if a.get(name) != b.get(name))
+    return sorted(
+        name
+        for name in {*a, *b}
+        if a.get(name) != b.get(name) and not (_unknown(a, name) or _unknown(b, name))
+    )
 
 
 @dataclass(frozen=True)
@@ -198,11 +214,13 @@ def _odd_ones(
     before: dict[Instance, Fields],
 ) -> tuple[list[Instance], str | None] | None:
     """The instances out of line on `field` and the value the others share; None if unclear."""
-    values = {key: fields.get(field) for key, fields in now.items()}
+    values = {key: fields.get(field) for key, fields in now.items() if not _unknown(fields, field)}
+    if len(values) < 2:
+        return None
     counts = Counter(values.values())
     if len(counts) == 1 or (len(values) >= 3 and len(counts) == len(values)):
         return None  # all agree, or every replica has its own value (a port, a name)
-    (top, top_count), *rest = counts.most_common()
+    top, top_count = counts.most_common(1)[0]
     if top_count * 2 > len(values):
         return [key for key, value in values.items() if value != top], top
     # No majority: it drifted if they all agreed before the window and some changed since.

@@ -67,7 +67,7 @@ class Crashes:
     examined: int = 0  # the newest of them, whose failures are counted
 
     @property
-    def any(self) -> bool:
+    def failing(self) -> bool:
         """Whether anything failed."""
         return bool(self.failed or self.loops)
 
@@ -157,7 +157,7 @@ class CrashDetector:
         for key, crashes in _crashes(context.events).items():
             looped = key in before and before[key].loops
             # A crash loop of the baseline that still restarts in the window goes on.
-            if crashes.any or (looped and crashes.restarts):
+            if crashes.failing or (looped and crashes.restarts):
                 findings.append(self._finding(key, crashes, before.get(key)))
         return findings
 
@@ -166,7 +166,7 @@ class CrashDetector:
         failures = max(len(crashes.failed), 1)
         score = CRASH_LOOP_SCORE if looping else CRASH_SCORE
         score += min(REPEAT_BONUS_CAP, math.log2(failures) / 2)
-        ongoing = before is not None and before.any
+        ongoing = before is not None and before.failing
         if ongoing:
             score *= ONGOING_WEIGHT
         starts = [event["time_ns"] for event in (*crashes.failed, *crashes.loops)]

@@ -90,9 +90,9 @@ class Change:
         ratio = (abs(self.after) + 1e-12) / (abs(self.before) + 1e-12)
         times = f"{ratio:.1f}x" if ratio >= 1 else f"{1 / ratio:.1f}x lower"
         rate = "/s" if self.key[4] == "rate" else ""
+        before, after = _number(self.before, self.unit), _number(self.after, self.unit)
         return (
-            f"{_name(self.key)} {_number(self.before)}{rate} -> {_number(self.after)}{rate} "
-            f"{self.unit} ({times}, {self.z:.0f} deviations)".replace("  ", " ")
+            f"{_name(self.key)} {before}{rate} -> {after}{rate} ({times}, {self.z:.0f} deviations)"
         )
 
 
@@ -100,8 +100,15 @@ def _name(key: Key) -> str:
     return f"{key[2]}{{{key[3]}}}" if key[3] else str(key[2])
 
 
-def _number(value: float) -> str:
-    return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.4g}"
+def _number(value: float, unit: str = "") -> str:
+    """A value for people: bytes in KiB/MiB/GiB, other numbers to 3 or 4 digits, with the unit."""
+    if unit == "By":
+        for scale, name in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+            if abs(value) >= scale:
+                return f"{value / scale:.1f} {name}"
+        return f"{value:.0f} B"
+    text = f"{value:.3g}" if abs(value) < 1e4 else f"{value:.4g}"
+    return f"{text} {unit}" if unit and unit not in ("1", "s") else text
 
 
 def _baseline(rows: list[dict[str, Any]]) -> tuple[float, float] | None:
@@ -260,6 +267,7 @@ class Growth:
     """A series that grows steadily through the window."""
 
     key: Key
+    unit: str
     base: float
     first: float
     last: float
@@ -289,7 +297,8 @@ def _growth(
     scale = level[1] if level else REL_FLOOR * median
     onset = next((row["bucket"] for row in now if row["avg"] > median + Z_SHIFT * scale), 0)
     score = min(GROWTH_CAP, math.log2(1 + growth / median))
-    return Growth(key, median, now[0]["avg"], now[-1]["avg"], growth, steady, score, onset)
+    unit = str(now[0].get("unit") or "")
+    return Growth(key, unit, median, now[0]["avg"], now[-1]["avg"], growth, steady, score, onset)
 
 
 def growths(context: AnalysisContext) -> list[Growth]:
@@ -321,15 +330,16 @@ class MemoryGrowthDetector:
                     instance=instance,
                     severity=severity_for(top.score),
                     start_ns=context.scope.bucket_start_ns(top.onset_bucket),
-                    summary=f"{_name(top.key)} grows steadily: {_number(top.first)} -> "
-                    f"{_number(top.last)} in the window (baseline {_number(top.base)}), "
-                    f"+{_number(top.growth)} per {format_duration_ns(window)}",
+                    summary=f"{_name(top.key)} grows steadily: {_number(top.first, top.unit)} "
+                    f"-> {_number(top.last, top.unit)} in the window (baseline "
+                    f"{_number(top.base, top.unit)}), +{_number(top.growth, top.unit)} per "
+                    f"{format_duration_ns(window)}",
                     score=top.score,
                     evidence=tuple(
                         Evidence(
                             kind="growth",
                             summary=f"{_name(item.key)}: Theil-Sen slope projects "
-                            f"+{_number(item.growth)} over the window "
+                            f"+{_number(item.growth, item.unit)} over the window "
                             f"({item.growth / item.base:.1f}x the baseline), "
                             f"{item.steady:.0%} of bucket pairs rising",
                             data={
