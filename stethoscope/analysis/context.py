@@ -123,6 +123,7 @@ class Profile:
 
     total: dict[tuple[Any, ...], Row] = field(default_factory=dict)
     buckets: Mapping[tuple[Any, ...], list[Row]] = field(default_factory=dict)
+    active: frozenset[int] = frozenset()  # the buckets that hold any row
 
     @classmethod
     def from_table(cls, table: pa.Table, key: tuple[str, ...]) -> Profile:
@@ -131,7 +132,9 @@ class Profile:
 
         whole = pc.is_null(table.column("bucket"))
         total = {tuple(row[name] for name in key): row for row in table.filter(whole).to_pylist()}
-        return cls(total=total, buckets=BucketRows(table.filter(pc.invert(whole)), key))
+        timed = table.filter(pc.invert(whole))
+        active = frozenset(pc.unique(timed.column("bucket")).to_pylist())
+        return cls(total=total, buckets=BucketRows(timed, key), active=active)
 
 
 SPAN_KEY = ("service", "instance", "operation")
@@ -271,6 +274,13 @@ class AnalysisContext:
     def metrics_baseline(self) -> Profile:
         """Metric levels and counter rates per series in the baseline."""
         return self._metrics(self.scope.baseline_window)
+
+    def active_seconds(self, *, window: bool) -> float:
+        """Seconds of the window (or baseline) in whose buckets any span or log record fell."""
+        spans, logs = (
+            (self.spans, self.logs) if window else (self.spans_baseline, self.logs_baseline)
+        )
+        return max(len(spans.active | logs.active), 1) * self.scope.bucket_ns / 1e9
 
     @cached_property
     def services(self) -> set[str]:

@@ -45,10 +45,12 @@ class Rates:
 
 
 def _lengths(context: AnalysisContext) -> tuple[float, float]:
-    scope = context.scope
-    window = (scope.until_ns - scope.since_ns) / 1e9
-    baseline = (scope.baseline[1] - scope.baseline[0]) / 1e9
-    return window, baseline
+    """Seconds of the window and of the baseline that hold any data at all.
+
+    A baseline reaching back before the first record (a system started ten minutes ago, asked
+    about with a fifteen-minute baseline) would otherwise dilute every baseline rate.
+    """
+    return context.active_seconds(window=True), context.active_seconds(window=False)
 
 
 def _service_rows(rows: dict[tuple[Any, ...], dict[str, Any]]) -> dict[tuple[Any, ...], Any]:
@@ -195,8 +197,9 @@ class VanishedTemplateDetector:
                     start_ns=self._last_seen(context, service, [row for _, row in rows]),
                     summary=f"{what}, e.g. {_example(rows[0][1])[:120]}",
                     score=score,
-                    # Requests cut short upstream or failing downstream leave the same silence.
-                    symptom=True,
+                    # Requests cut short upstream or failing downstream silence some messages;
+                    # a service that stopped logging altogether did that itself.
+                    symptom=not silent,
                     evidence=tuple(
                         Evidence(
                             kind="vanished-template",

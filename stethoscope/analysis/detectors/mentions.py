@@ -36,7 +36,8 @@ def _pattern(service: str) -> re.Pattern[str] | None:
     ]
     if not usable:
         return None
-    return re.compile(r"(?<![\w-])(" + "|".join(usable) + r")(?![\w-])", re.IGNORECASE)
+    # A path segment ("/api/cart/42") names a resource, not a service; a host ("//cart") does.
+    return re.compile(r"(?<![\w-])(?<![^/]/)(" + "|".join(usable) + r")(?![\w-])", re.IGNORECASE)
 
 
 @register
