@@ -27,7 +27,7 @@ START_NS = 1_700_000_000 * SECOND  # 2023-11-14T22:13:20Z: historical, as an imp
 class Fault:
     """What goes wrong, where, and from when (seconds after the recording starts)."""
 
-    kind: str  # "network", "cpu", "errors" or "swallowed"
+    kind: str  # "network", "cpu", "errors", "swallowed", or "stop" (an api replica)
     service: str
     at_s: int
     instance: str | None = None  # only requests served by this replica (api-0, api-1...)
@@ -163,6 +163,13 @@ def write_recording(
                     out.write(json.dumps(_listening(service, second)) + "\n")
             for index in range(per_second):
                 api = f"api-{(second * per_second + index) % api_replicas}"
+                if (
+                    fault
+                    and fault.kind == "stop"
+                    and second >= fault.at_s
+                    and api == fault.instance
+                ):
+                    api = "api-0"  # the balancer took the stopped replica out
                 start = START_NS + second * SECOND + index * (SECOND // per_second)
                 spans = _request(ids, rng, start, _slowdowns(fault, second, api))
                 for service in uninstrumented:
@@ -173,6 +180,8 @@ def write_recording(
 def _slowdowns(fault: Fault | None, second: int, api: str) -> dict[str, Any]:
     """What the fault does to a request served by replica `api` at `second`."""
     if fault is None or second < fault.at_s or fault.instance not in (None, api):
+        return {}
+    if fault.kind == "stop":
         return {}
     if fault.kind in ("errors", "swallowed"):
         return {f"{fault.kind}:": fault.service}

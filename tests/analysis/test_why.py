@@ -108,6 +108,18 @@ def test_a_peer_without_spans_is_blamed_by_its_listening_port(
     assert f"calls api -> cache {shown}" in top["evidence"][0]["summary"]
 
 
+def test_a_replica_that_stopped_sending_is_named(tmp_path: Path) -> None:
+    recording = tmp_path / "recording.jsonl"
+    write_recording(
+        recording, fault=Fault("stop", "api", FAULT_AT_S, instance="api-1"), api_replicas=2
+    )
+    data = tmp_path / "data"
+    assert run_steth("import", str(recording), "--data", str(data))[0] == 0
+    top = why(data, *BASELINE)["suspects"][0]
+    assert (top["service"], top["instance"], top["reasons"]) == ("api", "api-1", ["throughput"])
+    assert "api-1 stopped sending spans" in top["evidence"][0]["summary"]
+
+
 def test_a_healthy_window_has_no_suspects(tmp_path: Path) -> None:
     report = why(imported(tmp_path, None), *BASELINE)
     assert report["suspects"] == []

@@ -10,6 +10,7 @@ from stethoscope.analysis.detectors import (
     mentions,
     metrics,
     peers,
+    throughput,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "mentions",
     "metrics",
     "peers",
+    "throughput",
 ]
