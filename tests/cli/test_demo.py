@@ -24,14 +24,7 @@ def test_a_short_demo_injects_reports_and_stops(tmp_path: Path) -> None:
     )  # fmt: skip
     assert code == 0, err
     assert "injected errors on payment-1" in out
-    commands = (
-        "steth why",
-        "steth services",
-        "steth traces --errors",
-        "steth logs",
-        "steth events",
-    )
-    for command in commands:
+    for command in ("why", "services", "traces --errors", "logs", "events"):
         assert f"$ steth {command}" in out
     assert "Suspects, most likely first" in out  # the errors fault is found
     assert "gateway" in out and "shipping" in out
