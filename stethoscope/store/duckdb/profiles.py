@@ -144,7 +144,9 @@ def log_profile(cursor: duckdb.DuckDBPyConnection, window: Window, bucket_ns: in
         WITH in_window AS (
             SELECT resource_id, service, coalesce(template_id, 0) AS template_id, time_ns, body,
                    {_LEVEL} AS level
-            FROM logs WHERE time_ns >= $since AND time_ns < $until
+            FROM logs
+            -- Events (process.exit, probe.state...) have detectors of their own.
+            WHERE time_ns >= $since AND time_ns < $until AND coalesce(event_name, '') = ''
         ),
         w AS (
             SELECT in_window.* EXCLUDE (resource_id), coalesce(r.instance, '') AS instance
