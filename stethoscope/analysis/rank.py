@@ -12,7 +12,6 @@ time, its side of an edge) are causes, not symptoms, and are never capped.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 
 from stethoscope.analysis.context import AnalysisContext
 from stethoscope.analysis.findings import Finding, Suspect
@@ -21,9 +20,13 @@ __all__ = ["rank"]
 
 # A caller capped by its callee ends just below it.
 CALLER_CAP = 0.95
+MAX_CAP_ROUNDS = 20
 # A service's log findings are explained by a service its logs name (detectors/mentions.py).
 MENTION_KIND = "named-in-logs"
 LOG_KINDS = frozenset({"new-logs", "quiet-logs", "log-errors"})
+# Less traffic and fewer log messages can be a service's callers' doing (a stuck caller sends
+# less downstream) as well as its callees'.
+TRAFFIC_KINDS = frozenset({"throughput", "quiet-logs"})
 # A symptom (errors, silence) says less about where the fault is than a change in a component's
 # own work, since it also shows wherever the failure travels.
 SYMPTOM_WEIGHT = 0.5
@@ -43,18 +46,31 @@ def rank(findings: list[Finding], context: AnalysisContext) -> list[Suspect]:
     def explainable(service: str, finding: Finding) -> bool:
         return finding.symptom or (finding.kind in LOG_KINDS and service in named_by)
 
-    scores = {service: _score(found) for service, found in grouped.items()}
+    def feeders(service: str) -> set[str]:
+        """Who can explain this service's drop in traffic: its callers too (a slow or stuck
+        caller sends less downstream)."""
+        return explainers(service) | (context.callers.get(service, set()) - {service})
+
+    whole = {service: _score(found) for service, found in grouped.items()}
     onsets = {service: _onset(found) for service, found in grouped.items()}
-    for service in _explainers_first(grouped, explainers):
-        explained = _score([f for f in grouped[service] if explainable(service, f)])
-        eligible = [
-            scores[other]
-            for other in explainers(service)
-            if other in scores
-            and _started_no_later(onsets[other], onsets[service], context.scope.bucket_ns)
-        ]
-        if explained and eligible:
-            scores[service] -= explained - min(explained, max(eligible) * CALLER_CAP)
+    capping: dict[str, tuple[float, set[str]]] = {}
+    for service, found in grouped.items():
+        traffic = [f for f in found if f.kind in TRAFFIC_KINDS and f.instance is None]
+        explained = traffic + [f for f in found if explainable(service, f) and f not in traffic]
+        capping[service] = (_score(explained), feeders(service) if traffic else explainers(service))
+    # Caps only lower scores and callers and callees can cap each other, so they are applied
+    # together until nothing moves: the result does not depend on the order services are seen.
+    scores = dict(whole)
+    for _ in range(MAX_CAP_ROUNDS):
+        capped = {
+            service: whole[service]
+            - _excess(explained, service, who, scores, onsets, context.scope.bucket_ns)
+            for service, (explained, who) in capping.items()
+        }
+        settled = all(abs(capped[name] - scores[name]) < 1e-9 for name in scores)
+        scores = capped
+        if settled:
+            break
     suspects = [
         Suspect(
             service=service,
@@ -68,6 +84,25 @@ def rank(findings: list[Finding], context: AnalysisContext) -> list[Suspect]:
     ]
     suspects.sort(key=lambda suspect: (-suspect.score, suspect.onset_ns or 0, suspect.service))
     return suspects
+
+
+def _excess(
+    explained: float,
+    service: str,
+    explainers: set[str],
+    scores: dict[str, float],
+    onsets: dict[str, int | None],
+    slack_ns: int,
+) -> float:
+    """How much of `explained` goes beyond the best explainer that changed no later."""
+    eligible = [
+        scores[other]
+        for other in explainers
+        if other in scores and _started_no_later(onsets[other], onsets[service], slack_ns)
+    ]
+    if not explained or not eligible:
+        return 0.0
+    return explained - min(explained, max(eligible) * CALLER_CAP)
 
 
 def _named_by(findings: list[Finding]) -> dict[str, set[str]]:
@@ -100,27 +135,6 @@ def _common_instance(findings: list[Finding]) -> str | None:
 
 def _callees(service: str, context: AnalysisContext) -> set[str]:
     return {callee for callee, callers in context.callers.items() if service in callers}
-
-
-def _explainers_first(
-    grouped: dict[str, list[Finding]], explainers: Callable[[str], set[str]]
-) -> list[str]:
-    """Suspects ordered so that a service is capped only after those who explain it are."""
-    order: list[str] = []
-    seen: set[str] = set()
-
-    def visit(service: str) -> None:
-        if service in seen:
-            return
-        seen.add(service)
-        for other in sorted(explainers(service)):
-            if other in grouped:
-                visit(other)
-        order.append(service)
-
-    for service in sorted(grouped):
-        visit(service)
-    return order
 
 
 def _started_no_later(callee: int | None, caller: int | None, slack_ns: int) -> bool:

@@ -3,9 +3,9 @@
 Counts are compared as rates over the time that holds data, and a drop needs both a ratio (at
 least a quarter gone) and a count no baseline noise explains (Poisson). Less traffic flows
 downstream: when a service's callers dropped as much, its drop is theirs, so it is reported
-only where it starts; and callers held up by a slow callee send less, so a service's drop is a
-symptom its callees can explain. An instance that sent spans regularly and stopped, while its service
-goes on, is reported on its own: a crashed or hung replica with no one to say so.
+only where it starts; callers held up by a slow callee send less, so a drop is a symptom that
+ranking lets its callees and callers explain. An instance that sent spans regularly and
+stopped while its service goes on is reported on its own: a crashed or hung replica.
 """
 
 from __future__ import annotations

@@ -53,6 +53,7 @@ def span_profile(cursor: duckdb.DuckDBPyConnection, window: Window, bucket_ns: i
                    sum(c.duration_ns) AS child_ns, bool_or(c.service <> p.service) AS remote
             FROM w c JOIN w p ON p.trace_hi = c.trace_hi AND p.trace_lo = c.trace_lo
                              AND p.span_id = c.parent_span_id
+            WHERE NOT coalesce(p.kind IN (3, 4), false)  -- no self time for those (below)
             GROUP BY ALL
         ),
         -- A span that calls another service spends its self time waiting between the two: that
