@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conftest import run_steth
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -194,3 +195,15 @@ def write(path: Path, processes: Sequence[Process]) -> Path:
                 )
                 out.write(json.dumps(json_format.MessageToDict(metrics)) + "\n")
     return path
+
+
+def why_over(tmp_path: Path, processes: Sequence[Process], window: Sequence[str]) -> dict[str, Any]:
+    """Import the processes' records with `steth import`, then `steth why --json` over `window`."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    recording = write(tmp_path / "recording.jsonl", processes)
+    data = tmp_path / "data"
+    code, _, err = run_steth("import", str(recording), "--data", str(data))
+    assert code == 0, err
+    code, out, err = run_steth("why", "--json", "--data", str(data), *window)
+    assert code == 0, err
+    return dict(json.loads(out))

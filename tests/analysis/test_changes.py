@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_steth
-from process_recording import Process, write
+from process_recording import Process, why_over
 from synthetic import SECOND, START_NS
 
 from stethoscope.model.timeutil import format_ns
@@ -62,13 +61,7 @@ class Deployment:
 
 
 def why(tmp_path: Path, processes: list[Process]) -> dict[str, Any]:
-    recording = write(tmp_path / "events.jsonl", processes)
-    data = tmp_path / "data"
-    code, _, err = run_steth("import", str(recording), "--data", str(data))
-    assert code == 0, err
-    code, out, err = run_steth("why", "--json", "--data", str(data), *WINDOW)
-    assert code == 0, err
-    return dict(json.loads(out))
+    return why_over(tmp_path, processes, WINDOW)
 
 
 def ours(report: dict[str, Any]) -> list[dict[str, Any]]:

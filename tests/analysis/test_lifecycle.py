@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ServerFactory, cli_env, run_steth
-from process_recording import Process, write
+from conftest import ServerFactory, cli_env
+from process_recording import Process, why_over
 from synthetic import SECOND, START_NS
 
 from stethoscope.model.timeutil import format_ns
@@ -37,15 +37,7 @@ WINDOW = (
 
 
 def why(tmp_path: Path, processes: list[Process]) -> dict[str, Any]:
-    """Import the processes' records and ask `steth why --json` about the window."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    recording = write(tmp_path / "events.jsonl", processes)
-    data = tmp_path / "data"
-    code, _, err = run_steth("import", str(recording), "--data", str(data))
-    assert code == 0, err
-    code, out, err = run_steth("why", "--json", "--data", str(data), *WINDOW)
-    assert code == 0, err
-    return dict(json.loads(out))
+    return why_over(tmp_path, processes, WINDOW)
 
 
 def started(service: str, instance: str | None = None) -> Process:

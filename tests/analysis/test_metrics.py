@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_steth
-from process_recording import Process, write
+from process_recording import Process, why_over
 from synthetic import SECOND, START_NS
 
 from stethoscope.analysis.detectors.metrics import theil_sen
@@ -56,13 +55,7 @@ def healthy(service: str, instance: str, seed: int) -> Process:
 
 
 def why(tmp_path: Path, processes: list[Process]) -> dict[str, Any]:
-    recording = write(tmp_path / "metrics.jsonl", processes)
-    data = tmp_path / "data"
-    code, _, err = run_steth("import", str(recording), "--data", str(data))
-    assert code == 0, err
-    code, out, err = run_steth("why", "--json", "--data", str(data), *WINDOW)
-    assert code == 0, err
-    return dict(json.loads(out))
+    return why_over(tmp_path, processes, WINDOW)
 
 
 def cpu_hog() -> Process:
