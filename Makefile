@@ -1,5 +1,6 @@
-# The README's two commands: `make run` (install, then run the collector on the embedded store)
-# and `make test` (install, then every check and test). Both create their own virtualenv.
+# The README's two commands: `make run` (install, then the demo: collector on the embedded store,
+# a small distributed system, a fault, and what `steth why` finds) and `make test` (install,
+# then every check and test). Both create their own virtualenv.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -14,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/steth up
+	$(BIN)/steth demo --data .steth-demo
 
 test: $(STAMP)
 	$(BIN)/ruff check stethoscope tests benchmarks
