@@ -55,6 +55,7 @@ class Scope:
     baseline: tuple[int, int]
     bucket_ns: int
     service: str | None = None
+    baseline_chosen: bool = False  # picked by us, not given: analysis may narrow it
 
     def validate(self) -> None:
         """Refuse empty or inverted windows with a clear message."""
@@ -124,6 +125,22 @@ class Profile:
     total: dict[tuple[Any, ...], Row] = field(default_factory=dict)
     buckets: Mapping[tuple[Any, ...], list[Row]] = field(default_factory=dict)
     active: frozenset[int] = frozenset()  # the buckets that hold any row
+    timed: pa.Table | None = None  # the per-bucket rows, for sums over every component
+
+    def bucket_sums(self, columns: tuple[str, ...]) -> dict[int, dict[str, float]]:
+        """Per bucket, the sums of `columns` over every service (all-instance rows only)."""
+        if self.timed is None or self.timed.num_rows == 0:
+            return {}
+        import pyarrow.compute as pc
+
+        rows = self.timed
+        if "instance" in rows.column_names:
+            rows = rows.filter(pc.is_null(rows.column("instance")))
+        grouped = rows.group_by("bucket").aggregate([(name, "sum") for name in columns])
+        return {
+            row["bucket"]: {name: float(row[f"{name}_sum"] or 0) for name in columns}
+            for row in grouped.to_pylist()
+        }
 
     @classmethod
     def from_table(cls, table: pa.Table, key: tuple[str, ...]) -> Profile:
@@ -134,7 +151,7 @@ class Profile:
         total = {tuple(row[name] for name in key): row for row in table.filter(whole).to_pylist()}
         timed = table.filter(pc.invert(whole))
         active = frozenset(pc.unique(timed.column("bucket")).to_pylist())
-        return cls(total=total, buckets=BucketRows(timed, key), active=active)
+        return cls(total=total, buckets=BucketRows(timed, key), active=active, timed=timed)
 
 
 SPAN_KEY = ("service", "instance", "operation")

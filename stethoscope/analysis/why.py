@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from stethoscope.analysis.baseline import healthy_stretch
 from stethoscope.analysis.context import AnalysisContext, ProfileSource, Scope
 from stethoscope.analysis.findings import Finding, Report
 from stethoscope.analysis.rank import rank
@@ -36,6 +39,7 @@ def scope_for(
         baseline=baseline or default_baseline(since_ns, until_ns),
         bucket_ns=bucket,
         service=service,
+        baseline_chosen=baseline is None,
     )
     scope.validate()
     return scope
@@ -44,6 +48,11 @@ def scope_for(
 def explain(source: ProfileSource, scope: Scope) -> Report:
     """Every finding in the window, and the suspects ranked best first."""
     context = AnalysisContext(source, scope)
+    if scope.baseline_chosen:
+        stretch = healthy_stretch(context)
+        if stretch is not None:
+            scope = replace(scope, baseline=stretch)
+            context = AnalysisContext(source, scope)
     findings: list[Finding] = []
     for detector in detectors():
         findings.extend(detector.detect(context))

@@ -31,6 +31,7 @@ class Fault:
     service: str
     at_s: int
     instance: str | None = None  # only requests served by this replica (api-0, api-1...)
+    until_s: int | None = None  # when it ends by itself (None: lasts to the end)
 
 
 PORTS = {"api": 8080, "cache": 6379, "db": 5432}
@@ -149,10 +150,12 @@ def write_recording(
     seed: int = 7,
     api_replicas: int = 1,
     uninstrumented: tuple[str, ...] = (),
+    earlier: tuple[Fault, ...] = (),
 ) -> None:
     """Write the recording as Collector file-exporter lines (one request per line).
 
-    With `api_replicas`, requests go round-robin to api-0, api-1...
+    With `api_replicas`, requests go round-robin to api-0, api-1...; `earlier` faults come and
+    go before `fault` (an earlier incident).
     """
     rng = random.Random(seed)
     ids = _Ids(rng)
@@ -171,7 +174,10 @@ def write_recording(
                 ):
                     api = "api-0"  # the balancer took the stopped replica out
                 start = START_NS + second * SECOND + index * (SECOND // per_second)
-                spans = _request(ids, rng, start, _slowdowns(fault, second, api))
+                effects: dict[str, Any] = {}
+                for each in (*earlier, fault):
+                    effects |= _slowdowns(each, second, api)
+                spans = _request(ids, rng, start, effects)
                 for service in uninstrumented:
                     spans[service] = []
                 out.write(json.dumps(_export(spans, api)) + "\n")
@@ -180,6 +186,8 @@ def write_recording(
 def _slowdowns(fault: Fault | None, second: int, api: str) -> dict[str, Any]:
     """What the fault does to a request served by replica `api` at `second`."""
     if fault is None or second < fault.at_s or fault.instance not in (None, api):
+        return {}
+    if fault.until_s is not None and second >= fault.until_s:
         return {}
     if fault.kind == "stop":
         return {}

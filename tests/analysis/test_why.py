@@ -120,6 +120,29 @@ def test_a_replica_that_stopped_sending_is_named(tmp_path: Path) -> None:
     assert "api-1 stopped sending spans" in top["evidence"][0]["summary"]
 
 
+def test_a_chosen_baseline_leaves_out_an_earlier_incident(tmp_path: Path) -> None:
+    recording = tmp_path / "recording.jsonl"
+    minute = 60
+    earlier = Fault("errors", "db", 5 * minute, until_s=9 * minute)
+    write_recording(
+        recording, minutes=25, fault=Fault("errors", "db", 20 * minute), earlier=(earlier,)
+    )
+    data = tmp_path / "data"
+    assert run_steth("import", str(recording), "--data", str(data))[0] == 0
+    since = format_ns(START_NS + 20 * minute * SECOND)
+    until = format_ns(START_NS + 25 * minute * SECOND)
+    code, out, err = run_steth(
+        "why", "--json", "--data", str(data), "--since", since, "--until", until
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["baseline"]["start"] >= format_ns(START_NS + 9 * minute * SECOND)
+    assert report["baseline"]["end"] == since
+    top = report["suspects"][0]
+    assert top["service"] == "db"
+    assert "(was 0%)" in top["evidence"][0]["summary"]
+
+
 def test_a_healthy_window_has_no_suspects(tmp_path: Path) -> None:
     report = why(imported(tmp_path, None), *BASELINE)
     assert report["suspects"] == []
