@@ -65,6 +65,22 @@ def _level_weight(level: int) -> float:
     return 1.0 if level >= WARN_LEVEL else 0.5
 
 
+def _template_evidence(kind: str, rows: list[dict[str, Any]]) -> tuple[Evidence, ...]:
+    """The first few templates as evidence: how many records, an example line."""
+    return tuple(
+        Evidence(
+            kind=kind,
+            summary=f"{row['records']}x {_example(row)}",
+            data={
+                "template": row.get("template"),
+                "records": row["records"],
+                "level": row["level"],
+            },
+        )
+        for row in rows[:EXAMPLES]
+    )
+
+
 def _example(row: dict[str, Any]) -> str:
     example = str(row.get("example") or "")
     return example if len(example) <= 240 else example[:239] + "…"
@@ -104,14 +120,7 @@ class LogErrorDetector:
                     summary=f"{count} error log records (about {rates.expected:.0f} expected)",
                     score=score,
                     symptom=True,
-                    evidence=tuple(
-                        Evidence(
-                            kind="log-template",
-                            summary=f"{row['records']}x {_example(row)}",
-                            data={"template": row.get("template"), "records": row["records"]},
-                        )
-                        for row in rows[:EXAMPLES]
-                    ),
+                    evidence=_template_evidence("log-template", rows),
                 )
             )
         return findings
@@ -150,14 +159,7 @@ class NewTemplateDetector:
                     f"{_example(top)[:120]}",
                     score=score,
                     symptom=top["level"] >= ERROR_LEVEL,
-                    evidence=tuple(
-                        Evidence(
-                            kind="new-template",
-                            summary=f"{row['records']}x {_example(row)}",
-                            data={"template": row.get("template"), "level": row["level"]},
-                        )
-                        for row in rows[:EXAMPLES]
-                    ),
+                    evidence=_template_evidence("new-template", rows),
                 )
             )
         return findings
