@@ -143,6 +143,22 @@ def test_a_chosen_baseline_leaves_out_an_earlier_incident(tmp_path: Path) -> Non
     assert "(was 0%)" in top["evidence"][0]["summary"]
 
 
+@pytest.mark.parametrize(
+    ("since_m", "until_m"),
+    [pytest.param(14, 20, id="data-ends-inside"), pytest.param(16, 20, id="no-data-yet")],
+)
+def test_a_window_past_the_data_is_not_a_traffic_drop(
+    tmp_path: Path, since_m: int, until_m: int
+) -> None:
+    data = imported(tmp_path, None)  # fifteen healthy minutes
+    window = [format_ns(START_NS + m * 60 * SECOND) for m in (since_m, until_m)]
+    code, out, err = run_steth(
+        "why", "--json", "--data", str(data), "--since", window[0], "--until", window[1]
+    )
+    assert code == 0, err
+    assert [f for f in json.loads(out)["findings"] if f["kind"] == "throughput"] == []
+
+
 def test_a_healthy_window_has_no_suspects(tmp_path: Path) -> None:
     report = why(imported(tmp_path, None), *BASELINE)
     assert report["suspects"] == []

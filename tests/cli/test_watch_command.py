@@ -19,13 +19,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from conftest import RunningServer, cli_env, run_steth
+from hook_receiver import receiver
 
 from stethoscope.analysis.watch import WatchEvent
 from stethoscope.cli.watch import format_event
@@ -127,32 +127,6 @@ class Feeder:
             self.client.close()
 
 
-@contextmanager
-def webhook_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A real HTTP server on 127.0.0.1 recording every JSON body POSTed to it."""
-    received: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (the http.server API)
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append(json.loads(body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/hook", received
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(10)
-
-
 class Watcher:
     """`steth watch --json` as a child process, its stdout read line by line."""
 
@@ -210,7 +184,7 @@ def identity(event: dict[str, Any]) -> tuple[Any, ...]:
 def test_a_live_fault_is_reported_once_and_so_is_its_recovery(
     server: RunningServer, tmp_path: Path
 ) -> None:
-    with webhook_receiver() as (url, received), Feeder(server).running() as feeder:
+    with receiver([204]) as (url, received), Feeder(server).running() as feeder:
         watcher = Watcher(
             server.data,
             tmp_path / "watch.log",
@@ -219,7 +193,7 @@ def test_a_live_fault_is_reported_once_and_so_is_its_recovery(
         try:
             time.sleep(5)  # a couple of ticks over healthy traffic
             watcher._drain(0)
-            assert watcher.events == [], "findings on healthy traffic"
+            assert watcher.events == [], f"findings on healthy traffic: {watcher.events}"
             feeder.fault.set()
             time.sleep(FAULT_S)
             feeder.fault.clear()

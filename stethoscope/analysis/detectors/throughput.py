@@ -56,6 +56,8 @@ class ThroughputDetector:
     name = "throughput"
 
     def detect(self, context: AnalysisContext) -> list[Finding]:
+        if not context.spans.active:
+            return []  # nothing in the window at all: no data yet (a live window), not a drop
         scale = context.active_seconds(window=True) / context.active_seconds(window=False)
         now = _totals(context.spans, per_instance=False)
         before = _totals(context.spans_baseline, per_instance=False)
@@ -103,11 +105,8 @@ class ThroughputDetector:
         expected = before[(service, instance)] * scale
         ratio, _ = _drop(seen, expected)
         last = _last_bucket(context.spans, service, instance)
-        stopped = (
-            seen == 0
-            or last
-            < (context.scope.until_ns - context.scope.since_ns) // (context.scope.bucket_ns) - 2
-        )
+        # Stopped while others still sent: data merely not written yet stops everyone at once.
+        stopped = last < max(context.spans.active) - 1
         who = instance or service
         what = "stopped sending spans" if stopped else f"traffic fell to {seen} spans"
         score = min(ratio, 4.0) + (1.0 if stopped else 0.0)
