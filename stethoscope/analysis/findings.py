@@ -11,9 +11,7 @@ from typing import Any
 
 from stethoscope.model.timeutil import format_ns
 
-__all__ = ["SEVERITIES", "Evidence", "Finding", "Report", "Suspect"]
-
-SEVERITIES = ("info", "warning", "critical")
+__all__ = ["Evidence", "Finding", "Report", "Suspect"]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -144,10 +144,7 @@ class NewTemplateDetector:
         for service, rows in fresh.items():
             rows.sort(key=lambda row: (row["level"], row["records"]), reverse=True)
             top = rows[0]
-            weight = (
-                2.0 if top["level"] >= ERROR_LEVEL else 1.0 if top["level"] >= WARN_LEVEL else 0.5
-            )
-            score = weight + math.log2(1 + len(rows)) / 2
+            score = _level_weight(top["level"]) + math.log2(1 + len(rows)) / 2
             findings.append(
                 Finding(
                     kind=self.name,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from stethoscope.store.base import Window
 from stethoscope.store.duckdb.queries import SPAN_ERROR
+from stethoscope.store.duckdb.queries import attribute_sql as _attr
 
 if TYPE_CHECKING:
     import duckdb
@@ -22,11 +23,6 @@ if TYPE_CHECKING:
 __all__ = ["address_book", "peer_profile"]
 
 CLIENT_KINDS = (3, 4)  # OTLP SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER
-
-
-def _attr(key: str, table: str = "") -> str:
-    column = f"{table}.attributes" if table else "attributes"
-    return f"[a.value FOR a IN {column} IF a.key = '{key}'][1]"
 
 
 # server.address may already hold host:port (some instrumentations put it there on servers).

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from stethoscope.store.base import Window
-from stethoscope.store.duckdb.queries import SPAN_ERROR, restore_attributes
+from stethoscope.store.duckdb.queries import SPAN_ERROR, attribute_sql, restore_attributes
 
 if TYPE_CHECKING:
     import duckdb
@@ -190,7 +190,7 @@ def event_history(
     sql = f"""
         WITH picked AS (
             SELECT resource_id, service, event_name, time_ns, severity_number, body, attributes,
-                   coalesce([a.value FOR a IN attributes IF a.key = 'url.full'][1], '') AS url
+                   coalesce({attribute_sql("url.full")}, '') AS url
             FROM logs
             WHERE time_ns >= ? AND time_ns < ? AND event_name IN ({placeholders})
         ),

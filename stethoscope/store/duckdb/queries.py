@@ -54,6 +54,14 @@ HTTP_ERROR = (
     " IF a.key IN ('http.response.status_code', 'http.status_code')] AS DOUBLE[])) >= 500"
 )
 SPAN_ERROR = f"(status_code = 2 OR {HTTP_ERROR})"
+
+
+def attribute_sql(key: str, table: str = "") -> str:
+    """SQL for the text value of one attribute of a row (NULL when absent); `key` is ours."""
+    column = f"{table}.attributes" if table else "attributes"
+    return f"[a.value FOR a IN {column} IF a.key = '{key}'][1]"
+
+
 HAS_ATTRIBUTE = "len([1 FOR a IN attributes IF a.key = ? AND a.value = ?]) > 0"
 
 
