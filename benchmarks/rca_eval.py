@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     demo.add_argument("--repeat", type=int, default=1, help="runs of each fault (1)")
     demo.add_argument("--seed", type=int, help="shuffle the runs' order with this seed")
     demo.add_argument("--duration", help=f"how long each fault runs ({DEFAULTS[1]})")
-    demo.add_argument("--step", default="10s", help="detection check interval (10s)")
+    demo.add_argument("--step", default="10s", help="steth watch --every during each run (10s)")
     demo.add_argument("--rate", type=float, default=4.0, help="load, requests/s (4)")
     demo.add_argument(
         "--quick",

@@ -7,10 +7,12 @@ window [injection, injection + duration) against the healthy baseline (explicit,
 compares the same way), and the ranked suspects are scored against the ground truth the demo
 wrote to `<data>/demo-run/ground-truth.jsonl`.
 
-Time to detect, the way a `steth watch` checking every `step` would see it: `steth why` over
-[injection, injection + k * step) for k = 1, 2, ...; the first length at which the true service
-is among the suspects. Runs are sequential (the demo takes most of this machine), and after each
-one no process it started may be left (checked with psutil, and killed if found).
+Time to detect is measured with `steth watch` itself: started (`--every step`, a 30 s window,
+5 min of baseline) when the healthy baseline is over, left running through the incident, its
+JSON events stamped as they are printed; the injection comes at a random moment of its tick.
+Detection is the first event after the injection naming the true service (a finding, or the
+top suspect changing to it). Runs are sequential (the demo takes most of this machine), and
+after each one no process it started may be left (checked with psutil, and killed if found).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,8 +33,8 @@ from typing import Any
 
 import psutil
 
-from rca.scoring import NS_PER_S, Truth, failed_record, first_detection, run_record
-from rca.steth import StethFailed, why
+from rca.scoring import NS_PER_S, Truth, failed_record, run_record, watch_detection
+from rca.steth import STETH, StethFailed, why
 from stethoscope.demo.control import FAULT_FILE_ENV
 from stethoscope.demo.faults import CATALOGUE, fault_named
 from stethoscope.demo.scenario import GROUND_TRUTH, RUN_DIR, demo_session
@@ -42,6 +46,11 @@ __all__ = ["QUICK_FAULTS", "DemoEvalConfig", "evaluate_demo", "leftovers", "read
 # The first seconds of load carry cold starts (imports, first connections): not a healthy norm.
 WARMUP_S = 10.0
 QUICK_FAULTS = ("latency", "crash", "worker_stall")
+# What `steth watch` looks at on each tick: short enough that a fault fills a good part of the
+# window soon, and a baseline reaching back over the whole healthy run.
+WATCH_WINDOW = "30s"
+WATCH_BASELINE = "5m"
+WATCH_STOP_TIMEOUT_S = 60.0
 Say = Callable[[str], None]
 
 
@@ -54,7 +63,7 @@ class DemoEvalConfig:
     seed: int | None = None  # shuffles the order of the runs; None: catalogue order
     baseline_s: float = 60.0
     duration_s: float = 90.0
-    step_s: float = 10.0
+    step_s: float = 10.0  # steth watch --every
     load_rate: float = 4.0
     keep: Path | None = None  # keep each run's data directory under here
 
@@ -83,12 +92,6 @@ class DemoEvalConfig:
         random.Random(self.seed).shuffle(runs)
         return runs
 
-    def lengths_s(self) -> list[float]:
-        """The growing windows' lengths, the whole window last."""
-        count = int(self.duration_s // self.step_s)
-        lengths = [self.step_s * k for k in range(1, count + 1)]
-        return lengths if lengths[-1] == self.duration_s else [*lengths, self.duration_s]
-
 
 def read_truth(ground_truth: Path) -> Truth:
     """The first injection the demo recorded."""
@@ -106,39 +109,69 @@ def read_truth(ground_truth: Path) -> Truth:
     raise DataError(f"no injection in {ground_truth}")
 
 
-def run_fault(name: str, data: Path, config: DemoEvalConfig, say: Say) -> Truth:
-    """Run the demo with fault `name` on a fresh `data`; the ground truth it recorded."""
+Events = list[tuple[int, dict[str, Any]]]  # (when printed, ns; a `steth watch --json` line)
+
+
+@contextmanager
+def watching(data: Path, every_s: float, log: Path) -> Iterator[Events]:
+    """`steth watch --json` on `data` while the block runs; its events, stamped when printed."""
+    command = [
+        *STETH, "watch", "--json", "--every", f"{every_s:g}s", "--window", WATCH_WINDOW,
+        "--baseline-length", WATCH_BASELINE, "--data", str(data),
+    ]  # fmt: skip
+    events: Events = []
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, text=True
+        )
+    assert process.stdout is not None
+    stdout = process.stdout
+
+    def read() -> None:
+        for line in stdout:
+            events.append((time.time_ns(), json.loads(line)))
+
+    reader = threading.Thread(target=read, name="watch-reader", daemon=True)
+    reader.start()
+    try:
+        yield events
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=WATCH_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        reader.join()
+
+
+def run_fault(name: str, data: Path, config: DemoEvalConfig, say: Say) -> tuple[Truth, Events]:
+    """Run the demo with fault `name` on a fresh `data` under `steth watch`; the ground truth
+    it recorded and what watch printed."""
     session = demo_session(data, load_rate=config.load_rate, baseline_s=config.baseline_s)
-    with session as demo:
+    with session as demo, watching(data, config.step_s, data / RUN_DIR / "watch.log") as events:
+        time.sleep(random.uniform(0, config.step_s))  # any moment of watch's tick, as in life
         injection = demo.injector.inject(name)
         say(f"  injected {name} on {injection.instance}; running {config.duration_s:g}s")
         end_ns = injection.injected_ns + int(config.duration_s * NS_PER_S)
         time.sleep(max(0.0, (end_ns - time.time_ns()) / NS_PER_S))
         demo.injector.revert(injection)  # so that every run stops the same clean way
-    return read_truth(data / RUN_DIR / GROUND_TRUTH)
+    return read_truth(data / RUN_DIR / GROUND_TRUTH), events
 
 
-def score_run(data: Path, truth: Truth, config: DemoEvalConfig) -> dict[str, Any]:
-    """`steth why` over growing prefixes of the incident window, then the whole, scored."""
+def score_run(data: Path, truth: Truth, events: Events, config: DemoEvalConfig) -> dict[str, Any]:
+    """`steth why` over the whole incident window, ranked; time to detect from watch."""
     since = truth.injected_ns
     baseline = (since - int((config.baseline_s - WARMUP_S) * NS_PER_S), since)
     started = time.monotonic()
-    steps: list[tuple[float, dict[str, Any]]] = []
-    for length in config.lengths_s():
-        steps.append((length, why(data, since, since + int(length * NS_PER_S), baseline)))
-        if first_detection(truth, steps)[1] is not None:
-            break  # ranked first already: no later prefix can detect it sooner
-    whole = config.duration_s
-    if steps[-1][0] != whole:
-        steps.append((whole, why(data, since, since + int(whole * NS_PER_S), baseline)))
-    seen, top1 = first_detection(truth, steps)
+    report = why(data, since, since + int(config.duration_s * NS_PER_S), baseline)
+    watched = watch_detection(truth, events)
     return run_record(
         truth,
-        steps[-1][1],
-        detect_seconds=seen,
-        top1_seconds=top1,
-        first_seen_seconds=seen,
-        why_runs=len(steps),
+        report,
+        detect_seconds=watched.detect_seconds,
+        top1_seconds=watched.top1_seconds,
+        watch_false_alarms=watched.false_alarms,
         why_seconds=round(time.monotonic() - started, 1),
     )
 
@@ -202,7 +235,8 @@ def evaluate_one(name: str, n: int, config: DemoEvalConfig, say: Say) -> dict[st
 def _attempt(name: str, data: Path, config: DemoEvalConfig, say: Say) -> dict[str, Any]:
     """The scored run, or a record of why it could not run (counted apart from the rates)."""
     try:
-        return score_run(data, run_fault(name, data, config, say), config)
+        truth, events = run_fault(name, data, config, say)
+        return score_run(data, truth, events, config)
     except (DataError, UsageError, RuntimeError, subprocess.SubprocessError) as error:
         kind = "steth why failed" if isinstance(error, StethFailed) else type(error).__name__
         return failed_record(name, fault_named(name).target, f"{kind}: {error}")

@@ -4,7 +4,7 @@ For each fault in `DIR/faults.json`, `steth why --json` runs over the fault's wi
 injection to the end of the second minute after it, as the recording's README prescribes)
 against the recording's fault-free baseline (the time range of its `baseline-traces` file,
 unless given). The labels are read here only, never by the analysis. Time to detect is the
-onset the true suspect's findings show, since the data is fixed (no growing windows here).
+onset the true suspect's findings show, since the data is recorded (no `steth watch` here).
 """
 
 from __future__ import annotations

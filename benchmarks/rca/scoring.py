@@ -1,9 +1,10 @@
 """Scoring `steth why` reports against ground truth: pure functions, no processes, no files.
 
 A run record says whether the true root cause was found, at which rank of the suspects, and how
-soon. The service decides the rank: a fault on one replica (a crash of catalog-2, config drift)
-counts as top-1 when its service ranks first, and the record also says whether the suspect named
-the right instance.
+soon (for the demo: when a `steth watch` running through the incident first named it). The
+service decides the rank: a fault on one replica (a crash of catalog-2, config drift) counts as
+top-1 when its service ranks first, and the record also says whether the suspect named the right
+instance.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ __all__ = [
     "NS_PER_S",
     "Placement",
     "Truth",
+    "WatchTimes",
     "by_fault",
     "failed_record",
-    "first_detection",
     "onset_seconds",
     "place",
     "run_record",
     "summarise",
+    "watch_detection",
 ]
 
 NS_PER_S = 1_000_000_000
@@ -76,20 +78,39 @@ def onset_seconds(truth: Truth, report: Report) -> float | None:
     return None if onset is None else max(0.0, (int(onset) - truth.injected_ns) / NS_PER_S)
 
 
-def first_detection(
-    truth: Truth, steps: Iterable[tuple[float, Report]]
-) -> tuple[float | None, float | None]:
-    """Over reports of growing windows (seconds of data after the injection, report), the
-    first length at which the true service is a suspect at all, and the first at rank 1."""
-    detected: float | None = None
-    first: float | None = None
-    for seconds, report in sorted(steps, key=lambda step: step[0]):
-        rank = place(truth, report).rank
-        if rank is not None and detected is None:
-            detected = seconds
-        if rank == 1 and first is None:
-            first = seconds
-    return detected, first
+@dataclass(frozen=True)
+class WatchTimes:
+    """What a `steth watch` running through one incident said, in seconds after the injection."""
+
+    detect_seconds: float | None  # first event naming the true service: a finding or top suspect
+    top1_seconds: float | None  # when it first became the top suspect
+    false_alarms: int  # findings reported before anything was broken
+
+
+def watch_detection(truth: Truth, events: Iterable[tuple[int, Report]]) -> WatchTimes:
+    """Score `steth watch --json` events, each with the time it was printed (ns).
+
+    Only what watch said after the injection counts. A service that was already the top suspect
+    before it (a false alarm that happens to name it) has no "became top" moment: top1 stays
+    None unless watch names another top suspect and then comes back to it.
+    """
+    detect: float | None = None
+    top1: float | None = None
+    false_alarms = 0
+    for printed_ns, event in sorted(events, key=lambda item: item[0]):
+        if event.get("event") not in ("finding", "suspect"):
+            continue
+        if printed_ns < truth.injected_ns:
+            false_alarms += event["event"] == "finding"
+            continue
+        if event.get("service") != truth.service:
+            continue
+        seconds = round((printed_ns - truth.injected_ns) / NS_PER_S, 1)
+        if detect is None:
+            detect = seconds
+        if event["event"] == "suspect" and top1 is None:
+            top1 = seconds
+    return WatchTimes(detect, top1, false_alarms)
 
 
 def run_record(

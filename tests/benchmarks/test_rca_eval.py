@@ -15,12 +15,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from rca.scoring import (  # noqa: E402
     Truth,
+    WatchTimes,
     by_fault,
     failed_record,
-    first_detection,
     onset_seconds,
     run_record,
     summarise,
+    watch_detection,
 )
 
 INJECTED = 1_700_000_000 * 10**9
@@ -96,32 +97,50 @@ def test_run_record_keeps_extra_fields() -> None:
     assert record["detect_seconds"] is None
 
 
+def at(seconds: float) -> int:
+    return INJECTED + int(seconds * 10**9)
+
+
+def finding(service: str) -> dict[str, Any]:
+    return {"event": "finding", "kind": "latency", "service": service}
+
+
+def top(service: str) -> dict[str, Any]:
+    return {"event": "suspect", "service": service, "reasons": ["latency"]}
+
+
 @pytest.mark.parametrize(
-    ("steps", "seen", "top1"),
+    ("events", "detect", "top1", "alarms"),
     [
         pytest.param(
-            [(10, report()), (20, report(suspect("gateway"), suspect("cart"))),
-             (30, report(suspect("cart")))],
-            20, 30, id="seen-then-first",
+            [(at(12), finding("gateway")), (at(21), finding("cart")), (at(33), top("cart"))],
+            21, 33, 0, id="found-then-top",
         ),
         pytest.param(
-            [(30, report(suspect("cart"))), (10, report(suspect("cart")))],
-            10, 10, id="order-of-lengths-not-of-list",
+            [(at(33), top("cart")), (at(21), finding("cart"))],
+            21, 33, 0, id="printing-order-not-list-order",
         ),
         pytest.param(
-            [(10, report(suspect("gateway"))), (20, report(suspect("checkout")))],
-            None, None, id="never",
+            [(at(-20), finding("cart")), (at(-10), top("cart")), (at(15), finding("gateway"))],
+            None, None, 1, id="before-the-injection-is-a-false-alarm",
         ),
         pytest.param(
-            [(10, report(suspect("cart"))), (20, report(suspect("gateway"), suspect("cart")))],
-            10, 10, id="first-seen-even-if-it-drops-later",
+            [(at(-10), top("cart")), (at(14), top("gateway")), (at(24), top("cart"))],
+            24, 24, 0, id="top-again-after-the-injection",
+        ),
+        pytest.param(
+            [(at(5), {"event": "recovered", "service": "cart"}), (at(9), finding("payment"))],
+            None, None, 0, id="recoveries-and-others-do-not-count",
         ),
     ],
 )  # fmt: skip
-def test_first_detection_over_growing_windows(
-    steps: list[tuple[float, dict[str, Any]]], seen: float | None, top1: float | None
+def test_watch_detection(
+    events: list[tuple[int, dict[str, Any]]],
+    detect: float | None,
+    top1: float | None,
+    alarms: int,
 ) -> None:
-    assert first_detection(CART, steps) == (seen, top1)
+    assert watch_detection(CART, events) == WatchTimes(detect, top1, alarms)
 
 
 @pytest.mark.parametrize(
