@@ -353,9 +353,25 @@ CASES = [
         kept=("good-1",),
     ),
     Case(
+        # Past protobuf's own recursion limit: that span cannot be parsed, the other one can.
         "protobuf-anyvalue-5000-deep",
         _deep_attribute("protobuf-anyvalue-5000-deep", 5000),
-        message="not a valid",
+        status=200,
+        rejected=1,
+        message="cannot be parsed",
+        kept=("good-1",),
+    ),
+    Case(
+        "protobuf-attribute-not-utf8",
+        _with_raw_span_field(
+            "protobuf-attribute-not-utf8",
+            pb_field(9, pb_field(1, b"user") + pb_field(2, pb_field(1, b"\xff\xfe"))),
+        )
+        + _second_span("protobuf-attribute-not-utf8"),
+        status=200,
+        rejected=1,
+        message="not UTF-8",
+        kept=("good-1",),
     ),
     Case(
         "protobuf-100000-nested-groups",

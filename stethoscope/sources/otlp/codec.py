@@ -31,6 +31,7 @@ from stethoscope.errors import Rejected
 from stethoscope.model.batch import SignalBatch
 from stethoscope.sources.otlp.columns import MAX_VALUE_DEPTH, BadRecord
 from stethoscope.sources.otlp.decode import decode_logs, decode_metrics, decode_traces
+from stethoscope.sources.otlp.rawattrs import raw_request_type
 
 DEFAULT_MAX_BODY = 20 * 1024 * 1024
 SIGNALS = ("traces", "logs", "metrics")
@@ -94,7 +95,7 @@ def parse_request(signal: str, body: bytes, content_type: str) -> Message:
     message_type = REQUEST_TYPES[signal]
     if media == "application/x-protobuf":
         try:
-            return message_type.FromString(body)
+            return (raw_request_type(signal) or message_type).FromString(body)
         except (DecodeError, RecursionError) as error:
             raise Rejected(f"body is not a valid {message_type.__name__}: {error}") from None
     if media == "application/json":

@@ -7,7 +7,6 @@ receiver can answer with an exact `partial_success`; everything else in the requ
 from __future__ import annotations
 
 import time
-from bisect import bisect_right
 from typing import Any
 
 import numpy as np
@@ -16,10 +15,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from stethoscope.model.batch import SignalBatch
-from stethoscope.model.codes import ValueType
 from stethoscope.model.schema import EVENT, LINK, LOGS, SPANS
 from stethoscope.sources.otlp.columns import (
-    FlatAttributes,
     checked_ids,
     encode_values,
     enum_codes,
@@ -31,10 +28,12 @@ from stethoscope.sources.otlp.columns import (
 )
 from stethoscope.sources.otlp.decode_metrics import decode_metrics
 from stethoscope.sources.otlp.origins import Origins
+from stethoscope.sources.otlp.rawattrs import RawAttributes, as_raw
 
 __all__ = ["decode_logs", "decode_metrics", "decode_traces"]
 
 NESTING = "an attribute value nested too deeply"
+INVALID = "an attribute that cannot be parsed (malformed, nested too deeply, or not UTF-8)"
 EVENT_NAME_KEY = "event.name"
 
 
@@ -78,8 +77,9 @@ def _events(spans: list[Any], rejections: Rejections) -> pa.Array:
     lists = [span.events for span in spans]
     offsets = nested_offsets(lists)
     events = [event for events in lists for event in events]
-    attributes = FlatAttributes([event.attributes for event in events])
+    attributes = RawAttributes([event.attributes for event in events])
     rejections.add(owners(offsets, attributes.bad_records), f"{NESTING} in an event")
+    rejections.add(owners(offsets, attributes.invalid_records), f"{INVALID} in an event")
     children = [
         pa.array(nanos([event.time_unix_nano for event in events]), pa.int64()),
         pa.array([event.name for event in events], pa.string()),
@@ -95,9 +95,10 @@ def _links(spans: list[Any], rejections: Rejections) -> pa.Array:
     links = [link for links in lists for link in links]
     trace_ids, bad_traces = checked_ids([link.trace_id for link in links], 16, required=True)
     span_ids, bad_spans = checked_ids([link.span_id for link in links], 8, required=True)
-    attributes = FlatAttributes([link.attributes for link in links])
+    attributes = RawAttributes([link.attributes for link in links])
     rejections.add(owners(offsets, bad_traces | bad_spans), "a link with an invalid id")
     rejections.add(owners(offsets, attributes.bad_records), f"{NESTING} in a link")
+    rejections.add(owners(offsets, attributes.invalid_records), f"{INVALID} in a link")
     hi, lo = id_halves(trace_ids)
     children = [
         pa.array(hi, pa.uint64()),
@@ -113,6 +114,7 @@ def _links(spans: list[Any], rejections: Rejections) -> pa.Array:
 
 def decode_traces(request: ExportTraceServiceRequest, *, imported: bool = False) -> SignalBatch:
     """Spans of an export request as the spans, resources and scopes tables."""
+    request = as_raw("traces", request)
     origins = Origins()
     found = origins.gather(request.resource_spans, "scope_spans", "spans")
     spans = found.items
@@ -123,8 +125,9 @@ def decode_traces(request: ExportTraceServiceRequest, *, imported: bool = False)
     rejections.add(bad, "invalid span id (need 8 bytes, not all zero)")
     parent_ids, bad = checked_ids([span.parent_span_id for span in spans], 8, required=False)
     rejections.add(bad, "invalid parent span id (need 8 bytes or none)")
-    attributes = FlatAttributes([span.attributes for span in spans])
+    attributes = RawAttributes([span.attributes for span in spans])
     rejections.add(attributes.bad_records, NESTING)
+    rejections.add(attributes.invalid_records, INVALID)
     starts = nanos([span.start_time_unix_nano for span in spans])
     ends = nanos([span.end_time_unix_nano for span in spans])
     statuses = [span.status for span in spans]
@@ -157,23 +160,20 @@ def decode_traces(request: ExportTraceServiceRequest, *, imported: bool = False)
     return rejections.finish(batch, "spans", pa.Table.from_arrays(columns, schema=SPANS))
 
 
-def _event_names(records: list[Any], attributes: FlatAttributes) -> list[str]:
+def _event_names(records: list[Any], attributes: RawAttributes) -> list[str]:
     """Each record's event name: its `event_name` field, else its `event.name` attribute.
 
     Many SDKs send an event only as the attribute (the older OTel event convention).
     """
     names = [record.event_name for record in records]
-    if EVENT_NAME_KEY not in attributes.keys:  # the common case: one C-level scan
-        return names
-    for index, key in enumerate(attributes.keys):
-        if key == EVENT_NAME_KEY and attributes.types[index] == ValueType.STRING:
-            owner = bisect_right(attributes.offsets, index) - 1
-            names[owner] = names[owner] or attributes.texts[index]
+    for owner, name in attributes.strings_named(EVENT_NAME_KEY).items():
+        names[owner] = names[owner] or name
     return names
 
 
 def decode_logs(request: ExportLogsServiceRequest, *, imported: bool = False) -> SignalBatch:
     """Log records of an export request as the logs, resources and scopes tables."""
+    request = as_raw("logs", request)
     origins = Origins()
     found = origins.gather(request.resource_logs, "scope_logs", "log_records")
     records = found.items
@@ -182,8 +182,9 @@ def decode_logs(request: ExportLogsServiceRequest, *, imported: bool = False) ->
     rejections.add(bad, "invalid trace id (need 16 bytes or none)")
     span_ids, bad = checked_ids([record.span_id for record in records], 8, required=False)
     rejections.add(bad, "invalid span id (need 8 bytes or none)")
-    attributes = FlatAttributes([record.attributes for record in records])
+    attributes = RawAttributes([record.attributes for record in records])
     rejections.add(attributes.bad_records, NESTING)
+    rejections.add(attributes.invalid_records, INVALID)
     body_types, body_texts, bad = encode_values([record.body for record in records])
     rejections.add(bad, "a body nested too deeply")
     observed = nanos([record.observed_time_unix_nano for record in records])

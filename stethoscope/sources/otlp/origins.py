@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from stethoscope.model.schema import RESOURCES, SCOPES
 from stethoscope.sources.otlp.columns import BadRecord, FlatAttributes, attributes_digest
 
 UNKNOWN_SERVICE = "unknown_service"
+# A sender repeats the same few resources and scopes in every request: their ids are computed
+# once per decoding process, keyed by their serialized form.
+IDENTITY_CACHE = 4096
 
 
 @dataclass
@@ -46,24 +52,21 @@ class Origins:
         return found
 
     def _resource(self, resource: Any, schema_url: str) -> tuple[int, str]:
-        attributes = _single(resource.attributes)
-        triples = attributes.record(0)
-        resource_id = attributes_digest(schema_url, triples)
-        values = {key: text for key, _, text in triples}
-        service = values.get("service.name") or UNKNOWN_SERVICE
+        resource_id, service, instance = _resource_identity(
+            schema_url, resource.SerializeToString(deterministic=True)
+        )
         if resource_id not in self._resources:
             self._resources[resource_id] = (
                 resource.attributes,
                 service,
-                values.get("service.instance.id", ""),
+                instance,
                 schema_url,
                 resource.dropped_attributes_count,
             )
         return resource_id, service
 
     def _scope(self, scope: Any, schema_url: str) -> int:
-        triples = _single(scope.attributes).record(0)
-        scope_id = attributes_digest(f"{schema_url}\x1d{scope.name}\x1d{scope.version}", triples)
+        scope_id = _scope_identity(schema_url, scope.SerializeToString(deterministic=True))
         if scope_id not in self._scopes:
             self._scopes[scope_id] = (
                 scope.attributes,
@@ -80,6 +83,23 @@ class Origins:
             "resources": _origin_table(self._resources, RESOURCES),
             "scopes": _origin_table(self._scopes, SCOPES),
         }
+
+
+@lru_cache(maxsize=IDENTITY_CACHE)
+def _resource_identity(schema_url: str, serialized: bytes) -> tuple[int, str, str]:
+    """(resource id, service name, instance id) of a serialized Resource."""
+    triples = _single(Resource.FromString(serialized).attributes).record(0)
+    values = {key: text for key, _, text in triples}
+    service = values.get("service.name") or UNKNOWN_SERVICE
+    return attributes_digest(schema_url, triples), service, values.get("service.instance.id", "")
+
+
+@lru_cache(maxsize=IDENTITY_CACHE)
+def _scope_identity(schema_url: str, serialized: bytes) -> int:
+    """The scope id of a serialized InstrumentationScope."""
+    scope = InstrumentationScope.FromString(serialized)
+    triples = _single(scope.attributes).record(0)
+    return attributes_digest(f"{schema_url}\x1d{scope.name}\x1d{scope.version}", triples)
 
 
 def _single(key_values: Any) -> FlatAttributes:
