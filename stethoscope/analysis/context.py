@@ -41,6 +41,8 @@ class ProfileSource(Protocol):
 
     def clock_profile(self, window: Window, bucket_ns: int) -> pa.Table: ...
 
+    def span_clock_profile(self, window: Window, bucket_ns: int) -> pa.Table: ...
+
     def peer_profile(self, window: Window, bucket_ns: int) -> pa.Table: ...
 
     def address_book(self, window: Window) -> pa.Table: ...
@@ -176,6 +178,7 @@ EVENTS_PER_KEY = 50
 EVENT_LOOKBACK_NS = 24 * 3600 * 1_000_000_000
 MAX_METRIC_SERIES = 5000
 CLOCK_KEY = ("service", "instance")
+SPAN_CLOCK_KEY = EDGE_KEY
 PEER_KEY = ("service", "instance", "peer")
 ADDRESS_LOOKBACK_NS = 3600 * 1_000_000_000
 
@@ -256,6 +259,16 @@ class AnalysisContext:
     def clock_baseline(self) -> Profile:
         """The same offsets in the baseline."""
         return self._profile("clock_profile", self.scope.baseline_window, CLOCK_KEY)
+
+    @cached_property
+    def span_clock(self) -> Profile:
+        """Callee-minus-caller clock estimates per cross-instance call edge, incident window."""
+        return self._profile("span_clock_profile", self.scope.window, SPAN_CLOCK_KEY)
+
+    @cached_property
+    def span_clock_baseline(self) -> Profile:
+        """The same estimates in the baseline."""
+        return self._profile("span_clock_profile", self.scope.baseline_window, SPAN_CLOCK_KEY)
 
     def _events(self, window: Window, per_key: int) -> list[Row]:
         return self.source.event_history(window, names=EVENT_NAMES, per_key=per_key)

@@ -153,6 +153,9 @@ class Store(Protocol):
     def clock_profile(self, window: Window, bucket_ns: int) -> pa.Table:
         """Per (service, instance, bucket) median of record time minus observed time."""
 
+    def span_clock_profile(self, window: Window, bucket_ns: int) -> pa.Table:
+        """Per (caller, callee instance, bucket) median estimate of the callee's clock offset."""
+
     def peer_profile(self, window: Window, bucket_ns: int) -> pa.Table:
         """Per (service, instance, peer, bucket) calls that no callee span answered."""
 

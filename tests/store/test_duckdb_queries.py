@@ -573,7 +573,9 @@ def test_trace_spans_and_logs(store: DuckDBStore) -> None:
         "links": [{"trace_id": TB, "span_id": "b1" * 8, "attributes": {"link.kind": "follows"}}],
         "resource": {"service.name": "payments", "service.instance.id": "p-1"},
         "scope": {"name": "tests", "version": "1"},
+        "clock_offset_ns": 0,
     }
+    assert found["clock_corrections"] == []
     assert [record["body"] for record in found["logs"]] == [
         "request started user_id=42",
         "Charge failed: 50% of retries used",

@@ -89,9 +89,13 @@ def _length(span: Record) -> int:
 
 
 def render_trace(data: Record, console: Console) -> None:
-    """A trace as an indented span tree with timing bars, key attributes, events and logs."""
-    spans: Sequence[Record] = data.get("spans") or []
-    logs: Sequence[Record] = data.get("logs") or []
+    """A trace as an indented span tree with timing bars, key attributes, events and logs.
+
+    Spans and records carrying a `clock_offset_ns` are drawn at their corrected times, with a
+    note naming each instance whose clock was corrected.
+    """
+    spans: Sequence[Record] = [_corrected_span(s) for s in data.get("spans") or []]
+    logs: Sequence[Record] = [_corrected(r, "time_ns") for r in data.get("logs") or []]
     trace_id = _one_line(data.get("trace_id"))
     if not spans:
         console.print(Text.assemble("trace ", (trace_id, "bold")))
@@ -100,6 +104,7 @@ def render_trace(data: Record, console: Console) -> None:
         return
     layout = _Layout.of(spans, console.width)
     console.print(_trace_header(trace_id, spans, layout))
+    _print_lines(console, _clock_notes(data.get("clock_corrections") or []))
     by_span, others = _logs_by_span(logs, {str(s.get("span_id")) for s in spans})
     lines = [_column_header(layout)]
     for node in _walk(spans):
@@ -107,6 +112,54 @@ def render_trace(data: Record, console: Console) -> None:
         lines.extend(_span_details(node, by_span.get(str(node.span.get("span_id")), []), layout))
     lines.extend(_other_logs(others))
     _print_lines(console, lines)
+
+
+def _clock_offset(record: Record) -> int:
+    offset = record.get("clock_offset_ns")
+    return offset if isinstance(offset, int) and not isinstance(offset, bool) else 0
+
+
+def _corrected(record: Record, *keys: str) -> Record:
+    """The record with its times moved by its clock offset (itself when there is none)."""
+    offset = _clock_offset(record)
+    if not offset:
+        return record
+    moved = dict(record)
+    for key in keys:
+        moved[key] = _ns(record, key) + offset
+    return moved
+
+
+def _corrected_span(span: Record) -> Record:
+    """A span and its events at corrected times."""
+    offset = _clock_offset(span)
+    if not offset:
+        return span
+    events = [
+        _corrected({**event, "clock_offset_ns": offset}, "time_ns") for event in _events(span)
+    ]
+    return {**_corrected(span, "start_ns"), "events": events}
+
+
+def _clock_notes(corrections: Sequence[Any]) -> list[Text]:
+    """One line per instance whose clock the timeline corrects."""
+    notes = []
+    for item in corrections:
+        if not isinstance(item, Mapping):
+            continue
+        offset = _clock_offset({"clock_offset_ns": item.get("offset_ns")})
+        if not offset:
+            continue
+        name = _one_line(item.get("instance")) or _one_line(item.get("service"))
+        sign = "-" if offset < 0 else "+"
+        notes.append(
+            Text(
+                f"{name}: clock corrected by {sign}{format_duration_ns(abs(offset))} "
+                "(its spans sat outside their callers')",
+                style="yellow",
+            )
+        )
+    return notes
 
 
 def _print_lines(console: Console, lines: Sequence[Text]) -> None:

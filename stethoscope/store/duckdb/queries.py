@@ -17,6 +17,7 @@ import duckdb
 from stethoscope.model.codes import MetricType, ValueType
 from stethoscope.model.ids import id_prefix_ranges, parse_trace_id, span_hex, trace_hex
 from stethoscope.store.base import LogQuery, MetricQuery, TraceQuery, Window
+from stethoscope.store.duckdb.clock import trace_clock_offsets
 
 __all__ = [
     "Where",
@@ -342,7 +343,12 @@ def _rows_of_trace(table: str, trace_id_hex: str) -> Where:
 def trace(
     cursor: duckdb.DuckDBPyConnection, trace_id_hex: str, *, templated: bool = True
 ) -> dict[str, Any] | None:
-    """Every span of one trace (by start) and its log records; None when neither exists."""
+    """Every span of one trace (by start) and its log records; None when neither exists.
+
+    Times are as stored. An instance whose spans sit outside their callers' by more than its
+    clock can explain gets `clock_offset_ns` (added to its times puts them right) on its spans
+    and records, and a line in `clock_corrections`; every other span and record gets 0.
+    """
     where = _rows_of_trace("spans", trace_id_hex)
     sql = f"""
         SELECT s.span_id, s.parent_span_id, s.service, coalesce(r.instance, '') AS instance,
@@ -364,8 +370,20 @@ def trace(
     )
     if not spans and not records:
         return None
+    offsets = trace_clock_offsets(spans)
+    for row in (*spans, *records):
+        row["clock_offset_ns"] = offsets.get((row["service"], row["instance"]), 0)
+    corrections = [
+        {"service": service, "instance": instance, "offset_ns": offset}
+        for (service, instance), offset in sorted(offsets.items())
+    ]
     hi, lo = where.params
-    return {"trace_id": trace_hex(hi, lo), "spans": spans, "logs": records}
+    return {
+        "trace_id": trace_hex(hi, lo),
+        "spans": spans,
+        "logs": records,
+        "clock_corrections": corrections,
+    }
 
 
 def trace_ids_with_prefix(

@@ -202,6 +202,9 @@ class DuckDBStore:
     def clock_profile(self, window: Window, bucket_ns: int) -> pa.Table:
         return clock.clock_profile(self.cursor(), window, bucket_ns)
 
+    def span_clock_profile(self, window: Window, bucket_ns: int) -> pa.Table:
+        return clock.span_clock_profile(self.cursor(), window, bucket_ns)
+
     def peer_profile(self, window: Window, bucket_ns: int) -> pa.Table:
         return peers.peer_profile(self.cursor(), window, bucket_ns)
 
