@@ -39,6 +39,8 @@ class ProfileSource(Protocol):
 
     def metric_profile(self, window: Window, bucket_ns: int, *, max_series: int) -> pa.Table: ...
 
+    def call_profile(self, window: Window, bucket_ns: int) -> pa.Table: ...
+
     def clock_profile(self, window: Window, bucket_ns: int) -> pa.Table: ...
 
     def span_clock_profile(self, window: Window, bucket_ns: int) -> pa.Table: ...
@@ -177,6 +179,7 @@ EVENT_NAMES = (
 EVENTS_PER_KEY = 50
 EVENT_LOOKBACK_NS = 24 * 3600 * 1_000_000_000
 MAX_METRIC_SERIES = 5000
+CALL_KEY = ("service", "operation", "callee")
 CLOCK_KEY = ("service", "instance")
 SPAN_CLOCK_KEY = EDGE_KEY
 PEER_KEY = ("service", "instance", "peer")
@@ -259,6 +262,16 @@ class AnalysisContext:
     def clock_baseline(self) -> Profile:
         """The same offsets in the baseline."""
         return self._profile("clock_profile", self.scope.baseline_window, CLOCK_KEY)
+
+    @cached_property
+    def calls(self) -> Profile:
+        """Requests each operation served and the calls it made, in the incident window."""
+        return self._profile("call_profile", self.scope.window, CALL_KEY)
+
+    @cached_property
+    def calls_baseline(self) -> Profile:
+        """The same in the baseline."""
+        return self._profile("call_profile", self.scope.baseline_window, CALL_KEY)
 
     @cached_property
     def span_clock(self) -> Profile:

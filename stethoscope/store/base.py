@@ -150,6 +150,9 @@ class Store(Protocol):
     def log_profile(self, window: Window, bucket_ns: int) -> pa.Table:
         """Per (service, instance, template, bucket) log record counts and highest level."""
 
+    def call_profile(self, window: Window, bucket_ns: int) -> pa.Table:
+        """Per (service, operation, callee, bucket) requests served and calls made under them."""
+
     def clock_profile(self, window: Window, bucket_ns: int) -> pa.Table:
         """Per (service, instance, bucket) median of record time minus observed time."""
 

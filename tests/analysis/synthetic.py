@@ -5,9 +5,11 @@ spans on each side of each call). A fault changes where time is spent from `faul
 `network:<service>` adds time between the caller's client span and that service's server span;
 `cpu:<service>` makes that service's own code and its client-side call overhead slower;
 `errors:<service>` makes a third of its requests fail, and the failure travels up to the root;
-`swallowed:<service>` makes them fail while its caller reports success. Services named in
-`uninstrumented` send no spans (a program in another language): only their callers' client
-spans, which name the port they call, and a listening-socket metric as `steth run` reports it.
+`swallowed:<service>` makes them fail while its caller reports success; `skip:<cache|db>` makes
+api silently stop calling that service in most requests (no error, just less work). Services
+named in `uninstrumented` send no spans (a program in another language): only their callers'
+client spans, which name the port they call, and a listening-socket metric as `steth run`
+reports it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ START_NS = 1_700_000_000 * SECOND  # 2023-11-14T22:13:20Z: historical, as an imp
 class Fault:
     """What goes wrong, where, and from when (seconds after the recording starts)."""
 
-    kind: str  # "network", "cpu", "errors", "swallowed", or "stop" (an api replica)
+    kind: str  # "network", "cpu", "errors", "swallowed", "skip" or "stop" (an api replica)
     service: str
     at_s: int
     instance: str | None = None  # only requests served by this replica (api-0, api-1...)
@@ -75,9 +77,14 @@ def _request(ids: _Ids, rng: random.Random, start: int, slow: dict[str, Any]) ->
         return int(rng.uniform(0.3, 0.6) * MS) + slow.get(f"net:{callee}", 0) + overhead
 
     spans: dict[str, list] = {"frontend": [], "api": [], "cache": [], "db": []}
+    skipped = slow.get("skip:") if "skip:" in slow and rng.random() < SKIPPED_SHARE else None
     cache_dur = work("cache", 1)
     db_dur = work("db", 4)
     cache_gap, db_gap = net("cache", "api"), net("db", "api")
+    if skipped == "cache":
+        cache_dur = cache_gap = 0
+    if skipped == "db":
+        db_dur = db_gap = 0
     api_self = work("api", 3)
     api_dur = api_self + cache_dur + cache_gap + db_dur + db_gap
     api_gap = net("api", "frontend")
@@ -97,19 +104,23 @@ def _request(ids: _Ids, rng: random.Random, start: int, slow: dict[str, Any]) ->
     spans["api"].append(_span(trace, api_server, call_api, "GET /items", 2, at, api_dur))
     call_cache, call_db = ids.span(), ids.span()
     at += api_self // 2
-    spans["api"].append(
-        _calls("cache", _span(trace, call_cache, api_server, "GET", 3, at, cache_dur + cache_gap))
-    )
-    spans["cache"].append(
-        _span(trace, ids.span(), call_cache, "GET /get", 2, at + cache_gap // 2, cache_dur)
-    )
+    if skipped != "cache":
+        spans["api"].append(
+            _calls(
+                "cache", _span(trace, call_cache, api_server, "GET", 3, at, cache_dur + cache_gap)
+            )
+        )
+        spans["cache"].append(
+            _span(trace, ids.span(), call_cache, "GET /get", 2, at + cache_gap // 2, cache_dur)
+        )
     at += cache_dur + cache_gap
-    spans["api"].append(
-        _calls("db", _span(trace, call_db, api_server, "SELECT", 3, at, db_dur + db_gap))
-    )
-    spans["db"].append(
-        _span(trace, ids.span(), call_db, "SELECT items", 2, at + db_gap // 2, db_dur)
-    )
+    if skipped != "db":
+        spans["api"].append(
+            _calls("db", _span(trace, call_db, api_server, "SELECT", 3, at, db_dur + db_gap))
+        )
+        spans["db"].append(
+            _span(trace, ids.span(), call_db, "SELECT items", 2, at + db_gap // 2, db_dur)
+        )
     for mode in ("errors", "swallowed"):
         failing = slow.get(f"{mode}:", "")
         if failing and rng.random() < 1 / 3:
@@ -118,6 +129,7 @@ def _request(ids: _Ids, rng: random.Random, start: int, slow: dict[str, Any]) ->
 
 
 CALLERS = {"cache": "api", "db": "api", "api": "frontend"}
+SKIPPED_SHARE = 0.8  # of requests, under a skip fault
 
 
 def _calls(callee: str, span: dict[str, Any]) -> dict[str, Any]:
@@ -191,7 +203,7 @@ def _slowdowns(fault: Fault | None, second: int, api: str) -> dict[str, Any]:
         return {}
     if fault.kind == "stop":
         return {}
-    if fault.kind in ("errors", "swallowed"):
+    if fault.kind in ("errors", "swallowed", "skip"):
         return {f"{fault.kind}:": fault.service}
     added = 200 * MS if fault.kind == "network" else 40 * MS
     return {f"{'net' if fault.kind == 'network' else 'cpu'}:{fault.service}": added}

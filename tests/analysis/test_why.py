@@ -61,6 +61,13 @@ def why(data: Path, *extra: str) -> dict[str, Any]:
             "reported success upstream",
             id="swallowed",
         ),
+        pytest.param(
+            Fault("skip", "cache", FAULT_AT_S),
+            "api",
+            "missing-calls",
+            "no longer calls as before: cache (1.00 ->",
+            id="silently-skipped-call",
+        ),
     ],
 )
 def test_the_true_cause_ranks_first_not_its_callers(

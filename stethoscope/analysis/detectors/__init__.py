@@ -1,6 +1,7 @@
 """The built-in detectors; importing this package registers them."""
 
 from stethoscope.analysis.detectors import (
+    calls,
     changes,
     clock,
     errors,
@@ -14,6 +15,7 @@ from stethoscope.analysis.detectors import (
 )
 
 __all__ = [
+    "calls",
     "changes",
     "clock",
     "errors",

@@ -21,7 +21,14 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
-__all__ = ["edge_profile", "event_history", "log_profile", "metric_profile", "span_profile"]
+__all__ = [
+    "call_profile",
+    "edge_profile",
+    "event_history",
+    "log_profile",
+    "metric_profile",
+    "span_profile",
+]
 
 
 def _bounds(window: Window) -> tuple[int, int]:
@@ -122,6 +129,55 @@ def edge_profile(cursor: duckdb.DuckDBPyConnection, window: Window, bucket_ns: i
         SELECT * EXCLUDE (gap_q, callee_p50),
                gap_q[1] AS gap_p50, gap_q[2] AS gap_p95, callee_p50
         FROM stats
+    """
+    params = {"since": since, "until": until, "bucket": bucket_ns}
+    return cursor.sql(sql, params=params).to_arrow_table()
+
+
+def call_profile(cursor: duckdb.DuckDBPyConnection, window: Window, bucket_ns: int) -> pa.Table:
+    """Per (service, operation, callee, bucket): the requests a service's server or consumer
+    spans took and the calls (client or producer spans) each made directly under it.
+
+    `callee` is the service whose span answered the call, '' when none did; rows with a null
+    callee count every call (and every request). Rows with a null bucket cover the whole
+    window. A service that stops making a call it used to make shows here even when nothing
+    failed.
+    """
+    since, until = _bounds(window)
+    sql = f"""
+        WITH {_SPANS_IN_WINDOW},
+        requests AS (
+            SELECT trace_hi, trace_lo, span_id, service, name AS operation,
+                   ((start_ns - $since) // $bucket)::BIGINT AS bucket
+            FROM w WHERE kind IN (2, 5)
+        ),
+        answers AS (
+            SELECT trace_hi, trace_lo, parent_span_id AS span_id, any_value(service) AS callee
+            FROM w WHERE kind IN (2, 5) AND parent_span_id <> 0
+            GROUP BY ALL
+        ),
+        calls AS (
+            SELECT c.trace_hi, c.trace_lo, c.parent_span_id AS request_id,
+                   coalesce(a.callee, '') AS callee
+            FROM w c LEFT JOIN answers a USING (trace_hi, trace_lo, span_id)
+            WHERE c.kind IN (3, 4)
+        ),
+        per_request AS (
+            SELECT r.service, r.operation, r.bucket, r.span_id,
+                   coalesce(c.callee, '-') AS callee,  -- '-': a request that made no call
+                   count(c.request_id)::BIGINT AS calls
+            FROM requests r LEFT JOIN calls c
+              ON c.trace_hi = r.trace_hi AND c.trace_lo = r.trace_lo AND c.request_id = r.span_id
+            GROUP BY ALL
+        )
+        SELECT service, operation, callee, bucket,
+               count(DISTINCT span_id)::BIGINT AS requests, sum(calls)::BIGINT AS calls
+        FROM per_request
+        GROUP BY GROUPING SETS (
+            (service, operation, bucket), (service, operation),
+            (service, operation, callee, bucket), (service, operation, callee)
+        )
+        HAVING callee IS DISTINCT FROM '-'
     """
     params = {"since": since, "until": until, "bucket": bucket_ns}
     return cursor.sql(sql, params=params).to_arrow_table()

@@ -199,6 +199,9 @@ class DuckDBStore:
     def log_profile(self, window: Window, bucket_ns: int) -> pa.Table:
         return profiles.log_profile(self.cursor(), window, bucket_ns)
 
+    def call_profile(self, window: Window, bucket_ns: int) -> pa.Table:
+        return profiles.call_profile(self.cursor(), window, bucket_ns)
+
     def clock_profile(self, window: Window, bucket_ns: int) -> pa.Table:
         return clock.clock_profile(self.cursor(), window, bucket_ns)
 
