@@ -259,25 +259,30 @@ class DemoSystem:
         self.wait_ready(instance)
 
     def stop(self) -> None:
-        """Stop everything: the load first, then callers before their dependencies."""
-        for instance in reversed((*INSTANCES, LOADGEN)):
-            self.stop_one(instance.name)
+        """Stop everything: the load first, then every service at once (callers signalled
+        first), so that shutdown takes one stop timeout, not one per process."""
+        self.stop_one(LOADGEN.name)
+        self._stop([instance.name for instance in reversed(INSTANCES)])
 
     def stop_one(self, name: str) -> None:
         """SIGTERM (which `steth run` forwards), then SIGKILL to whatever is left of the tree."""
-        process = self.processes.pop(name, None)
-        if process is None:
-            return
-        descendants = _descendants(process.pid)
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+        self._stop([name])
+
+    def _stop(self, names: list[str]) -> None:
+        running = [(n, self.processes.pop(n)) for n in names if n in self.processes]
+        trees = {name: _descendants(process.pid) for name, process in running}
+        for _, process in running:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.config.stop_timeout_s
+        for name, process in running:
             with contextlib.suppress(subprocess.TimeoutExpired):  # then killed below
-                process.wait(timeout=self.config.stop_timeout_s)
-        for leftover in [*descendants, *_descendants(process.pid)]:
-            _kill(leftover)
-        if process.poll() is None:
-            process.kill()
-        process.wait()
+                process.wait(timeout=max(deadline - time.monotonic(), 0.0))
+            for leftover in [*trees[name], *_descendants(process.pid)]:
+                _kill(leftover)
+            if process.poll() is None:
+                process.kill()
+            process.wait()
 
     def pids(self) -> list[int]:
         """Every process the demo runs right now (wrappers and their children)."""
