@@ -23,7 +23,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["MinedLine", "Template", "TemplateMiner", "TemplateMinerConfig", "WILDCARD"]
+__all__ = [
+    "WILDCARD",
+    "MinedLine",
+    "Template",
+    "TemplateMiner",
+    "TemplateMinerConfig",
+    "extract_variables",
+    "mask",
+]
 
 WILDCARD = "<*>"
 
@@ -139,10 +147,17 @@ class TemplateMiner:
         self._by_length.setdefault(len(tokens), []).append(template)
         return True
 
-    def add(self, message: str) -> MinedLine:
-        """Mine one message and return its template id, template and variables."""
-        template = self._match(message)
+    def add(self, message: str, *, masked: str | None = None) -> MinedLine:
+        """Mine one message and return its template id, template and variables.
+
+        `masked` is ``mask(message)`` when the caller has it already (masked elsewhere).
+        """
+        template = self._match(message, masked)
         return MinedLine(template.template_id, template.text, extract_variables(template, message))
+
+    def match(self, message: str, *, masked: str | None = None) -> Template:
+        """The template the message joins, placed as `add` places it; no variables taken."""
+        return self._match(message, masked)
 
     def add_ids(self, messages: Iterable[str]) -> list[str]:
         """Mine many messages; return only their template ids (the fast path)."""
@@ -153,8 +168,9 @@ class TemplateMiner:
         """Mine many messages in order; the same as calling `add` for each."""
         return [self.add(message) for message in messages]
 
-    def _match(self, message: str) -> Template:
-        masked = mask(message)
+    def _match(self, message: str, masked: str | None = None) -> Template:
+        if masked is None:
+            masked = mask(message)
         template = self._cache.get(masked)
         if template is None:
             template = self._place(masked.split())
@@ -249,25 +265,32 @@ def _generalise(template: Template, tokens: list[str]) -> None:
 
 def extract_variables(template: Template, message: str) -> list[str]:
     """The parts of ``message`` that the template's wildcards stand for."""
-    if WILDCARD not in template.tokens:
+    text = template.text
+    pattern = _REGEX_CACHE.get(text, _UNCOMPILED)
+    if pattern is _UNCOMPILED:
+        pattern = _template_regex(text)
+    if pattern is None:
         return []
-    pattern = _template_regex(template.text)
     found = pattern.fullmatch(" ".join(message.split()))
     if found is None:
         return []
     return [value for value in found.groups() if value is not None]
 
 
-_REGEX_CACHE: dict[str, re.Pattern[str]] = {}
+# Per template text: its regex, or None when no token is a wildcard (no variables to take).
+_REGEX_CACHE: dict[str, re.Pattern[str] | None] = {}
 _REGEX_CACHE_MAX = 4096
+_UNCOMPILED = re.compile("")
 
 
-def _template_regex(text: str) -> re.Pattern[str]:
-    pattern = _REGEX_CACHE.get(text)
-    if pattern is None:
-        if len(_REGEX_CACHE) >= _REGEX_CACHE_MAX:
-            _REGEX_CACHE.clear()
+def _template_regex(text: str) -> re.Pattern[str] | None:
+    if len(_REGEX_CACHE) >= _REGEX_CACHE_MAX:
+        _REGEX_CACHE.clear()
+    pattern = None
+    # The text is the tokens joined by one space; a wildcard inside a token (``bytes<*>``)
+    # alone does not count, as before.
+    if WILDCARD in text.split(" "):
         parts = [re.escape(part) for part in text.split(WILDCARD)]
         pattern = re.compile("(.*?)".join(parts), re.DOTALL)
-        _REGEX_CACHE[text] = pattern
+    _REGEX_CACHE[text] = pattern
     return pattern

@@ -4,6 +4,11 @@
                                     │                        │
                                  Overloaded              acknowledged here
 
+The writer is two threads in a row: the miner gathers a group from the queue and mines its log
+records (it alone owns the miners' state), and the store writer commits the mined group. DuckDB
+releases the GIL while it inserts, so group N+1 is mined while group N is committed. At most one
+mined group waits between them; groups are committed in log order.
+
 Memory is bounded by `max_pending_bytes`: a batch is admitted only if the batches not yet in the
 store leave room for it; otherwise the receiver answers "retry later".
 """
@@ -11,6 +16,7 @@ store leave room for it; otherwise the receiver answers "retry later".
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -20,6 +26,7 @@ from stethoscope.errors import Overloaded
 from stethoscope.model.batch import SignalBatch
 from stethoscope.model.timeutil import now_ns
 from stethoscope.server.templating import LogTemplater, LogTemplaterConfig
+from stethoscope.store.base import TemplateRow
 from stethoscope.store.duckdb.store import DuckDBStore
 from stethoscope.store.wal import WalConfig, WriteAheadLog
 
@@ -60,6 +67,17 @@ class PipelineStats:
     pending_bytes: int = 0
 
 
+@dataclass
+class _MinedGroup:
+    """A group taken from the writer queue, its log records mined, ready to commit."""
+
+    last_seq: int
+    count: int  # batches taken from the queue
+    nbytes: int  # admitted bytes to release once committed
+    batches: list[SignalBatch]
+    templates: list[TemplateRow]
+
+
 class IngestPipeline:
     """Takes SignalBatches from receivers; acknowledges once durable; writes them in batches."""
 
@@ -78,7 +96,10 @@ class IngestPipeline:
         self._visible_waiters = 0
         self._stopping = False
         self._wal = WriteAheadLog(wal_config, self._enqueue)
-        self._writer = threading.Thread(target=self._run, name="steth-writer", daemon=True)
+        # One mined group waits while the previous one commits; None tells the writer to stop.
+        self._mined: queue.Queue[_MinedGroup | None] = queue.Queue(maxsize=1)
+        self._miner = threading.Thread(target=self._mine_run, name="steth-miner", daemon=True)
+        self._writer = threading.Thread(target=self._write_run, name="steth-writer", daemon=True)
         self._last_prune = 0.0
 
     def start(self) -> None:
@@ -96,6 +117,7 @@ class IngestPipeline:
         self.stats.replayed_batches = self.stats.written_batches
         self._wal.start()
         self._writer.start()
+        self._miner.start()
 
     def submit(self, batch: SignalBatch) -> int:
         """Make the batch durable; returns its log sequence number once it may be acknowledged.
@@ -145,8 +167,9 @@ class IngestPipeline:
         self._wal.close()
         with self._cond:
             self._cond.notify_all()
-        if self._writer.is_alive():
-            self._writer.join()
+        for thread in (self._miner, self._writer):
+            if thread.is_alive():
+                thread.join()
         self.store.checkpoint()
         self._wal.release(self.store.applied_seq())
 
@@ -160,22 +183,37 @@ class IngestPipeline:
             self._pending_bytes -= size
             self.stats.pending_bytes = self._pending_bytes
 
-    def _run(self) -> None:
-        group: list[tuple[int, SignalBatch]] = []
+    def _mine_run(self) -> None:
+        """Miner thread: gather groups, mine them, hand them to the writer in log order."""
+        try:
+            while True:
+                group = self._collect()
+                if group:
+                    self._mined.put(self._mine(group))
+                elif self._stopping:
+                    return
+        finally:
+            self._mined.put(None)
+
+    def _write_run(self) -> None:
+        """Writer thread: the one user of the store connection; commits mined groups in order."""
         while True:
-            group = group or self._collect()
-            if group:
+            try:
+                mined = self._mined.get(timeout=self.config.flush_interval_s)
+            except queue.Empty:
+                self._maybe_prune()
+                continue
+            if mined is None:
+                return
+            while True:
                 try:
-                    self._write(group)
+                    self._commit(mined)
+                    break
                 except Exception:
                     # The data is safe in the log; keep it and try again rather than lose it.
                     log.exception("store write failed; retrying in %.0f s", WRITE_RETRY_S)
                     time.sleep(WRITE_RETRY_S)
-                    continue
-                self._release(sum(batch.nbytes for _, batch in group))
-                group = []
-            elif self._stopping:
-                return
+            self._release(mined.nbytes)
             self._maybe_prune()
 
     def _collect(self) -> list[tuple[int, SignalBatch]]:
@@ -197,14 +235,28 @@ class IngestPipeline:
     def _queued_rows(self) -> int:
         return sum(batch.accepted for _, batch in self._queue)
 
+    def _mine(self, group: list[tuple[int, SignalBatch]]) -> _MinedGroup:
+        """Mine a group's log records (retried until it succeeds: the data is in the log)."""
+        while True:
+            try:
+                batches, templates = self.templater.annotate([batch for _, batch in group])
+                break
+            except Exception:
+                log.exception("log mining failed; retrying in %.0f s", WRITE_RETRY_S)
+                time.sleep(WRITE_RETRY_S)
+        nbytes = sum(batch.nbytes for _, batch in group)
+        return _MinedGroup(group[-1][0], len(group), nbytes, batches, templates)
+
     def _write(self, group: list[tuple[int, SignalBatch]]) -> None:
-        last_seq = group[-1][0]
-        batches, templates = self.templater.annotate([batch for _, batch in group])
-        self.store.write(batches, applied_seq=last_seq, templates=templates)
-        self._wal.release(last_seq)
+        """Mine and commit a group on the calling thread (start-up replay)."""
+        self._commit(self._mine(group))
+
+    def _commit(self, mined: _MinedGroup) -> None:
+        self.store.write(mined.batches, applied_seq=mined.last_seq, templates=mined.templates)
+        self._wal.release(mined.last_seq)
         with self._cond:
-            self._visible_seq = last_seq
-            self.stats.written_batches += len(group)
+            self._visible_seq = mined.last_seq
+            self.stats.written_batches += mined.count
             self._cond.notify_all()
 
     def _maybe_prune(self) -> None:

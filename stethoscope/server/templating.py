@@ -1,8 +1,9 @@
-"""Log templates on ingest: one miner per service, run by the store's one writer.
+"""Log templates on ingest: one miner per service, run by the writer's miner thread.
 
-The writer mines every batch just before it commits it, so one thread owns the miners, the
-records are mined in log order (the order the write-ahead log gave them), and the templates a
-batch touched are committed in the same transaction as its records. At start-up the miners are
+The writer's miner thread mines each group of batches just before the store thread commits it,
+so one thread owns the miners, the records are mined in log order (the order the write-ahead
+log gave them), and the templates a group touched are committed in the same transaction as its
+records. At start-up the miners are
 restored from the store's `templates` table in founding order, so that a restarted server gives
 a line the id it gave before.
 
@@ -11,8 +12,10 @@ body is a message followed by a stack trace whose frames vary with depth; its fi
 the event. Bodies that are not strings (maps, arrays, numbers) or are blank get no template:
 their text form is JSON, whose one long token per record would found a template each.
 
-Cost: mining is pure Python on the writer thread (about 8-10 us a record with the miner's
-masking most of it); exact repeats of a line are answered from a bounded line cache instead.
+Cost: mining is pure Python on the writer's miner thread. Its stateless first step, masking
+the line, is done by the decode workers (`stethoscope.logs.masking`): the masked text arrives
+as a transient column that is dropped here, before the store sees the records; records without
+it are masked here. Exact repeats of a line are answered from a bounded line cache.
 
 Memory: each miner is bounded by `TemplateMinerConfig`, the number of miners by
 `max_services` (records of further services get no template and are counted in
@@ -29,7 +32,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stethoscope.errors import UsageError
-from stethoscope.logs.templates import Template, TemplateMiner, TemplateMinerConfig
+from stethoscope.logs.masking import MASKED_COLUMN, MINED_LINE_CHARS, mined_line
+from stethoscope.logs.templates import (
+    Template,
+    TemplateMiner,
+    TemplateMinerConfig,
+    extract_variables,
+)
 from stethoscope.model.batch import SignalBatch
 from stethoscope.model.codes import ValueType
 from stethoscope.store.base import TemplateRow
@@ -51,7 +60,7 @@ class LogTemplaterConfig:
     """Bounds of the ingest miners: per service (`miner`) and how many services."""
 
     max_services: int = 64
-    max_line_chars: int = 1_024
+    max_line_chars: int = MINED_LINE_CHARS
     line_cache: int = 16_384  # exact (service, line) repeats answered without mining
     miner: TemplateMinerConfig = field(default_factory=_default_miner)
 
@@ -158,6 +167,8 @@ class LogTemplater:
         # A batch from an older write-ahead log may lack the template columns: promote adds them.
         combined = pa.concat_tables(logs, promote_options="default")
         mined, touched = self._annotate_table(combined)
+        if MASKED_COLUMN in mined.column_names:  # transient: never stored
+            mined = mined.drop_columns([MASKED_COLUMN])
         out = [
             dataclasses.replace(
                 batch,
@@ -176,9 +187,10 @@ class LogTemplater:
         ids: list[int | None] = [None] * len(bodies)
         params: list[list[str] | None] = [None] * len(bodies)
         limit = self.config.max_line_chars
+        masked = self._masked(table)
         states: dict[str, _ServiceMiner | None] = {}
-        for index, (service, body, body_type) in enumerate(
-            zip(services, bodies, types, strict=True)
+        for index, (service, body, body_type, pre) in enumerate(
+            zip(services, bodies, types, masked, strict=True)
         ):
             if body_type != ValueType.STRING or not body:
                 continue
@@ -188,28 +200,40 @@ class LogTemplater:
             if state is None:
                 self._unmined += 1
                 continue
-            line = body.partition("\n")[0][:limit] if "\n" in body else body[:limit]
-            if line and not line.isspace():
-                ids[index], params[index] = self._mine(service, state, line)
+            line = mined_line(body, limit)
+            if line is not None:
+                ids[index], params[index] = self._mine(service, state, line, pre)
         table = _set_column(table, "template_id", pa.array(ids, _IDS))
         table = _set_column(table, "template_params", pa.array(params, _PARAMS))
         return table, self._touched(table, states)
 
-    def _mine(self, service: str, state: _ServiceMiner, line: str) -> tuple[int, list[str]]:
-        """The id and variables of one line; an exact repeat comes from the line cache."""
+    def _masked(self, table: pa.Table) -> list[str | None]:
+        """Each record's line as masked by the decoder; None where it was not (mask here)."""
+        if MASKED_COLUMN in table.column_names and self.config.max_line_chars == MINED_LINE_CHARS:
+            values: list[str | None] = table.column(MASKED_COLUMN).to_pylist()
+            return values
+        return [None] * table.num_rows
+
+    def _mine(
+        self, service: str, state: _ServiceMiner, line: str, masked: str | None
+    ) -> tuple[int, list[str]]:
+        """The id and variables of one line; an exact repeat comes from the line cache.
+
+        `masked` is the line's mask when the decoder computed it, else None.
+        """
         key = (service, line)
         cached = self._lines.get(key)
         # A cached answer holds while its template has not been generalised since.
         if cached is not None and cached[0].text == cached[1]:
             return cached[2], cached[3]
-        mined = state.miner.add(line)
-        template = state.held(mined.template_id)
-        answer = int(mined.template_id, 16), mined.variables
+        template = state.miner.match(line, masked=masked)
+        state.held(template.template_id)  # numbers it if new
+        answer = int(template.template_id, 16), extract_variables(template, line)
         if len(self._lines) >= self.config.line_cache:
             self._lines.clear()  # cheap, bounded, and refills with what repeats
             self._line_cache_evictions += 1
         if self.config.line_cache:
-            self._lines[key] = (template, mined.template, *answer)
+            self._lines[key] = (template, template.text, *answer)
         return answer
 
     def _miner_for(self, service: str) -> _ServiceMiner | None:

@@ -232,3 +232,65 @@ def test_templates_are_stored_in_founding_order(tmp_path: Path) -> None:
     rows = store.template_rows()
     assert [row.template for row in rows] == ["zeta is up", "alpha went down", "mid point reached"]
     assert [row.ordinal for row in rows] == [0, 1, 2]
+
+
+MIXED_LINES = [
+    "Connection to 10.0.0.5:5432 timed out after 30s",
+    "user 3043604 added 10 x sku-83981 to cart 84685b61-c796-6470-6709-ab4c5be04057",
+    "Connection to 10.0.0.9:5432 timed out after 12s\n  at frame 1\n  at frame 2",
+    "   ",
+    "sent 10 bytes (1.2 KB) ok",
+    "retries=three state=ok",
+    "user 4595806 added 12 x sku-60665 to cart 8fe5feef-3d8d-780f-42d5-b04d233f91d5",
+    "x" * 1_500 + " 42",
+]
+
+
+def mined(templater: LogTemplater, batches: list[SignalBatch]) -> tuple[list[Any], list[Any]]:
+    out, touched = templater.annotate(batches)
+    table = out[-1].tables["logs"]
+    columns = table.column("template_id").to_pylist(), table.column("template_params").to_pylist()
+    return list(zip(*columns, strict=True)), [(r.template_id, r.template) for r in touched]
+
+
+@pytest.mark.parametrize("max_line_chars", [1_024, 20], ids=["default", "shorter"])
+def test_lines_masked_by_the_decoder_are_mined_as_if_masked_here(max_line_chars: int) -> None:
+    """The decoder's masks change nothing: the same ids, params and templates as without."""
+    batch = logs_batch("svc", [*MIXED_LINES, 7, {"k": "v"}])
+    assert "masked_line" in batch.tables["logs"].column_names
+    unmasked = batch.tables["logs"].drop_columns(["masked_line"])
+    config = LogTemplaterConfig(max_line_chars=max_line_chars)
+    with_masks = mined(LogTemplater(config), [batch])
+    without = mined(LogTemplater(config), [SignalBatch("logs", tables={"logs": unmasked})])
+    assert with_masks == without
+    if max_line_chars == 1_024:
+        assert with_masks[0][0][1] == ["10.0.0.5:5432", "30s"]
+
+
+def test_the_decoders_column_never_reaches_the_store(tmp_path: Path) -> None:
+    """Batches with and without the transient column (an older log) are written together."""
+    batch = logs_batch("svc", ["disk 91% full"])
+    old = batch.tables["logs"].drop_columns(["masked_line", "template_id", "template_params"])
+    out, touched = LogTemplater().annotate([batch, SignalBatch("logs", tables={"logs": old})])
+    assert "masked_line" not in out[-1].tables["logs"].column_names
+    store = DuckDBStore(tmp_path)
+    store.write(out, templates=touched)
+    records = store.logs(LogQuery(service="svc"))
+    assert [r["template_params"] for r in records] == [["91%"], ["91%"]]
+    store.close()
+
+
+def test_everything_submitted_is_mined_and_written_in_order_by_close(tmp_path: Path) -> None:
+    """The miner runs ahead of the store writer; close still writes all, in log order."""
+    pipeline = make_pipeline(tmp_path)
+    lines = [f"worker {i} finished job {i * 7} in {i}ms" for i in range(40)]
+    for index, line in enumerate(lines):
+        pipeline.submit(logs_batch("svc", [line], start_ns=T0 + index * 1_000_000_000))
+    pipeline.close()
+    records = pipeline.store.logs(LogQuery(service="svc", limit=100))
+    assert sorted(r["body"] for r in records) == sorted(lines)
+    assert len({r["template_id"] for r in records}) == 1
+    expected = [[str(i), str(i * 7), f"{i}ms"] for i in range(40)]
+    by_time = sorted(records, key=lambda r: r["time_ns"])
+    assert [r["template_params"] for r in by_time] == expected
+    pipeline.store.close()

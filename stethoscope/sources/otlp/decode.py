@@ -14,6 +14,7 @@ import pyarrow as pa
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from stethoscope.logs.masking import MASKED_COLUMN, masked_lines
 from stethoscope.model.batch import SignalBatch
 from stethoscope.model.schema import EVENT, LINK, LOGS, SPANS
 from stethoscope.sources.otlp.columns import (
@@ -216,5 +217,10 @@ def decode_logs(request: ExportLogsServiceRequest, *, imported: bool = False) ->
         pa.nulls(len(records), pa.uint64()),  # template_id: the writer mines it
         pa.nulls(len(records), pa.list_(pa.string())),  # template_params
     ]
+    table = pa.Table.from_arrays(columns, schema=LOGS)
+    # Masking is the stateless part of template mining: done here, in the decode workers, it
+    # is off the writer's path. The writer drops the column before the store sees the records.
+    masked = pa.array(masked_lines(body_types, body_texts), pa.string())
+    table = table.append_column(MASKED_COLUMN, masked)
     batch = SignalBatch("logs", tables=origins.tables())
-    return rejections.finish(batch, "logs", pa.Table.from_arrays(columns, schema=LOGS))
+    return rejections.finish(batch, "logs", table)

@@ -33,6 +33,14 @@ if TYPE_CHECKING:  # writing needs pyarrow; reading (the CLI's path) does not lo
     from stethoscope.model.batch import SignalBatch
 
 STORE_FILE = "steth.duckdb"
+# How much of DuckDB's own log builds up before it checkpoints into the file. At DuckDB's 16 MB
+# default a busy writer checkpoints every ~150k rows, and the blocks each checkpoint frees (it
+# rewrites the part-filled last row group) stay in the file: a steady ~25 MB, 13 B per span of a
+# 2M-span store. At 128 MB they are reused before they pile up (0.1 B per span or log record) and
+# commits take half the time; the costs are ~90-170 MB more memory between checkpoints (peak
+# 296 MB at a 384 MB limit), up to ~128 MB of steth.duckdb.wal on disk, and ~1 s of replay after
+# a crash (0.96 s for 91 MB). Measured in the 2026-11 bytes-per-span study (issue 2).
+CHECKPOINT_THRESHOLD = "128MB"
 _ORIGIN_TABLES = {"resources": "resource_id", "scopes": "scope_id"}
 _TIME_COLUMNS = {"spans": "start_ns", "logs": "time_ns", "metric_points": "time_ns"}
 TEMPLATES_SINCE = 2  # the schema version that added log templates
@@ -59,19 +67,33 @@ def _upsert_templates(con: duckdb.DuckDBPyConnection, rows: Sequence[TemplateRow
 class DuckDBStore:
     """A Store over `<data>/steth.duckdb`; reads use their own cursors, safe across threads."""
 
-    def __init__(self, data_dir: Path, *, read_only: bool = False, memory_limit: str = "1GB"):
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        read_only: bool = False,
+        memory_limit: str = "1GB",
+        checkpoint_threshold: str = CHECKPOINT_THRESHOLD,
+    ):
         self.path = Path(data_dir) / STORE_FILE
         if read_only and not self.path.exists():
             raise DataError(f"no store at {self.path} (run `steth up --data {data_dir}` first)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        config: dict[str, str | bool | int | float | list[str]] = {
+            "memory_limit": memory_limit,
+            "threads": 2,
+        }
+        if not read_only:
+            config["checkpoint_threshold"] = checkpoint_threshold
         try:
-            self._con = duckdb.connect(
-                str(self.path),
-                read_only=read_only,
-                config={"memory_limit": memory_limit, "threads": 2},
-            )
+            self._con = duckdb.connect(str(self.path), read_only=read_only, config=config)
         except duckdb.IOException as error:
             raise DataError(f"cannot open {self.path}: {error}") from None
+        except duckdb.ParserException as error:  # a size DuckDB cannot read, such as "1 GB x"
+            raise ValueError(
+                f"memory_limit and checkpoint_threshold are sizes such as '384MB' or '1GB' "
+                f"(got {memory_limit!r}, {checkpoint_threshold!r}): {error}"
+            ) from None
         self._lock = threading.Lock()
         try:
             self.schema_version = self._prepare_schema(read_only)
