@@ -65,5 +65,8 @@ def run(args: argparse.Namespace) -> int:
     )
     config.validate()
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    # A program started in the background by a script inherits SIGINT ignored, and Python then
+    # leaves it ignored: Ctrl-C (or `kill -INT`) must still stop everything the demo started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     run_scenario(config, lambda text: print(text, flush=True))
     return 0
