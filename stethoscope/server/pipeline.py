@@ -4,10 +4,11 @@
                                     │                        │
                                  Overloaded              acknowledged here
 
-The writer is two threads in a row: the miner gathers a group from the queue and mines its log
-records (it alone owns the miners' state), and the store writer commits the mined group. DuckDB
-releases the GIL while it inserts, so group N+1 is mined while group N is committed. At most one
-mined group waits between them; groups are committed in log order.
+The writer is two threads in a row: the miner gathers a group from the queue and has its log
+records mined (by the mining process, `miningprocess.py`, which alone owns the miners' state),
+and the store writer commits the mined group. Mining and DuckDB's insert both run outside this
+process's GIL, so group N+1 is mined while group N is committed. At most one mined group waits
+between them; groups are committed in log order.
 
 Memory is bounded by `max_pending_bytes`: a batch is admitted only if the batches not yet in the
 store leave room for it; otherwise the receiver answers "retry later".
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from stethoscope.errors import Overloaded
 from stethoscope.model.batch import SignalBatch
 from stethoscope.model.timeutil import now_ns
+from stethoscope.server.miningprocess import MiningProcess
 from stethoscope.server.templating import LogTemplater, LogTemplaterConfig
 from stethoscope.store.base import TemplateRow
 from stethoscope.store.duckdb.store import DuckDBStore
@@ -45,6 +47,8 @@ class PipelineConfig:
     retention_ns: int | None = 7 * 86400 * 1_000_000_000
     prune_interval_s: float = 60.0
     templates: LogTemplaterConfig = field(default_factory=LogTemplaterConfig)
+    # False mines on the miner thread itself (no extra process; slower intake under load).
+    mining_process: bool = True
 
     def validate(self) -> None:
         if self.max_pending_bytes < 1024 * 1024:
@@ -86,9 +90,13 @@ class IngestPipeline:
         self.config = config
         self.store = store
         self.stats = PipelineStats()
-        # Mining runs on the writer (one owner, log order); its state comes back from the store.
-        self.templater = LogTemplater(config.templates)
-        self.templater.restore(store.template_rows())
+        # One owner mines, in log order; its state comes back from the store.
+        self.templater: LogTemplater | MiningProcess
+        if config.mining_process:
+            self.templater = MiningProcess(config.templates, store.template_rows)
+        else:
+            self.templater = LogTemplater(config.templates)
+            self.templater.restore(store.template_rows())
         self._queue: deque[tuple[int, SignalBatch]] = deque()
         self._cond = threading.Condition()
         self._pending_bytes = 0
@@ -170,6 +178,8 @@ class IngestPipeline:
         for thread in (self._miner, self._writer):
             if thread.is_alive():
                 thread.join()
+        if isinstance(self.templater, MiningProcess):
+            self.templater.close()
         self.store.checkpoint()
         self._wal.release(self.store.applied_seq())
 

@@ -43,7 +43,14 @@ from stethoscope.model.batch import SignalBatch
 from stethoscope.model.codes import ValueType
 from stethoscope.store.base import TemplateRow
 
-__all__ = ["LogTemplater", "LogTemplaterConfig", "TemplaterStats"]
+__all__ = [
+    "LogTemplater",
+    "LogTemplaterConfig",
+    "MinedColumns",
+    "TemplaterStats",
+    "logs_table",
+    "with_templates",
+]
 
 EXAMPLE_CHARS = 500
 _IDS = pa.uint64()
@@ -160,27 +167,18 @@ class LogTemplater:
         The log records of all batches are mined as one table (in order), so the per-batch
         costs (grouping, building columns) are paid once per write.
         """
-        logs = [b.tables["logs"] for b in batches if "logs" in b.tables]
-        logs = [table for table in logs if table.num_rows]
-        if not logs:
+        combined = logs_table(batches)
+        if combined is None:
             return list(batches), []
-        # A batch from an older write-ahead log may lack the template columns: promote adds them.
-        combined = pa.concat_tables(logs, promote_options="default")
-        mined, touched = self._annotate_table(combined)
-        if MASKED_COLUMN in mined.column_names:  # transient: never stored
-            mined = mined.drop_columns([MASKED_COLUMN])
-        out = [
-            dataclasses.replace(
-                batch,
-                tables={name: t for name, t in batch.tables.items() if name != "logs"},
-                encoded=None,
-            )
-            for batch in batches
-        ]
-        out.append(SignalBatch("logs", tables={"logs": mined}, accepted=mined.num_rows))
-        return out, touched
+        mined = self.mine(combined)
+        return with_templates(batches, combined, mined), mined.touched
 
-    def _annotate_table(self, table: pa.Table) -> tuple[pa.Table, list[TemplateRow]]:
+    def mine(self, table: pa.Table) -> MinedColumns:
+        """Template ids and variables of a logs table's records, in order.
+
+        The table needs `service`, `time_ns`, `body_type`, `body` and, when the decoder
+        masked the lines, the masked column.
+        """
         services = table.column("service").to_pylist()
         bodies = table.column("body").to_pylist()
         types = table.column("body_type").to_pylist()
@@ -203,9 +201,13 @@ class LogTemplater:
             line = mined_line(body, limit)
             if line is not None:
                 ids[index], params[index] = self._mine(service, state, line, pre)
-        table = _set_column(table, "template_id", pa.array(ids, _IDS))
-        table = _set_column(table, "template_params", pa.array(params, _PARAMS))
-        return table, self._touched(table, states)
+        template_ids = pa.array(ids, _IDS)
+        template_params = pa.array(params, _PARAMS)
+        touched = self._touched(
+            table.select(["service", "time_ns", "body"]).append_column("template_id", template_ids),
+            states,
+        )
+        return MinedColumns(template_ids, template_params, touched)
 
     def _masked(self, table: pa.Table) -> list[str | None]:
         """Each record's line as masked by the decoder; None where it was not (mask here)."""
@@ -289,6 +291,45 @@ class LogTemplater:
                 )
             )
         return found
+
+
+@dataclass(frozen=True)
+class MinedColumns:
+    """What mining a logs table adds: a column pair in the table's order, and the templates."""
+
+    template_ids: pa.Array
+    template_params: pa.Array
+    touched: list[TemplateRow]
+
+
+def logs_table(batches: Sequence[SignalBatch]) -> pa.Table | None:
+    """The log records of all batches as one table, in order; None when there are none."""
+    logs = [b.tables["logs"] for b in batches if "logs" in b.tables]
+    logs = [table for table in logs if table.num_rows]
+    if not logs:
+        return None
+    # A batch from an older write-ahead log may lack the template columns: promote adds them.
+    return pa.concat_tables(logs, promote_options="default")
+
+
+def with_templates(
+    batches: Sequence[SignalBatch], combined: pa.Table, mined: MinedColumns
+) -> list[SignalBatch]:
+    """The batches without their logs, followed by one batch of all logs, mined."""
+    table = _set_column(combined, "template_id", mined.template_ids)
+    table = _set_column(table, "template_params", mined.template_params)
+    if MASKED_COLUMN in table.column_names:  # transient: never stored
+        table = table.drop_columns([MASKED_COLUMN])
+    out = [
+        dataclasses.replace(
+            batch,
+            tables={name: t for name, t in batch.tables.items() if name != "logs"},
+            encoded=None,
+        )
+        for batch in batches
+    ]
+    out.append(SignalBatch("logs", tables={"logs": table}, accepted=table.num_rows))
+    return out
 
 
 def _set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:

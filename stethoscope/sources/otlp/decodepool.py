@@ -47,7 +47,7 @@ def _decode_in_worker(*args: Any) -> tuple[Any, ...]:
     return ("ok", batch.signal, batch.to_bytes(), batch.accepted, batch.rejected, batch.reasons)
 
 
-def _leave_with_server(server_pid: int) -> None:
+def leave_with_server(server_pid: int) -> None:
     """Worker initializer: exit once the server is gone (killed -9) instead of lingering.
 
     A pool worker never notices its server die: it holds its own queue's write end, and the
@@ -85,7 +85,7 @@ class DecodePool:
         return ProcessPoolExecutor(
             self._workers,
             mp_context=context,
-            initializer=_leave_with_server,
+            initializer=leave_with_server,
             initargs=(os.getpid(),),
         )
 

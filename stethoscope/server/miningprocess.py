@@ -1,0 +1,141 @@
+"""Log mining in a process of its own, so that intake keeps the main process's GIL.
+
+Mining is pure Python and stateful (one owner, records in log order). Run by a thread of the
+server's main process it held the GIL about a third of the time, and every other thread there
+(HTTP, the hand-off to the decode workers, the write-ahead log) queued behind it: intake slowed
+down while a core sat idle. Here one worker process owns the miners. The pipeline's miner
+thread sends it the columns mining reads, as Arrow IPC, and gets back the two template columns
+and the templates touched; the main process only moves bytes.
+
+If the process dies it is started again from the templates the store holds, and the group it
+was mining fails once, to be mined again by the caller (the pipeline retries).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import pyarrow as pa
+
+from stethoscope.logs.masking import MASKED_COLUMN
+from stethoscope.model.batch import SignalBatch
+from stethoscope.server.templating import (
+    LogTemplater,
+    LogTemplaterConfig,
+    MinedColumns,
+    TemplaterStats,
+    logs_table,
+    with_templates,
+)
+from stethoscope.sources.otlp.decodepool import leave_with_server
+from stethoscope.store.base import TemplateRow
+
+__all__ = ["MiningProcess"]
+
+log = logging.getLogger(__name__)
+
+# What `LogTemplater.mine` reads; the other columns stay in the main process.
+_MINED_FROM = ("service", "time_ns", "body_type", "body", MASKED_COLUMN)
+_TEMPLATER: LogTemplater | None = None  # the worker process's miners
+
+
+def _start_templater(server_pid: int, config: LogTemplaterConfig, rows: list[TemplateRow]) -> None:
+    """Worker initializer: the miners, restored from the store's templates."""
+    global _TEMPLATER
+    leave_with_server(server_pid)
+    _TEMPLATER = LogTemplater(config)
+    _TEMPLATER.restore(rows)
+
+
+def _stats_in_worker() -> TemplaterStats:
+    assert _TEMPLATER is not None
+    return _TEMPLATER.stats()
+
+
+def _mine_in_worker(data: bytes) -> tuple[bytes, list[TemplateRow], TemplaterStats]:
+    assert _TEMPLATER is not None
+    table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    mined = _TEMPLATER.mine(table)
+    columns = pa.table(
+        {"template_id": mined.template_ids, "template_params": mined.template_params}
+    )
+    return _to_ipc(columns), mined.touched, _TEMPLATER.stats()
+
+
+def _to_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+class MiningProcess:
+    """A `LogTemplater` in a worker process, with the same `annotate` and `stats`."""
+
+    def __init__(
+        self, config: LogTemplaterConfig, persisted: Callable[[], list[TemplateRow]]
+    ) -> None:
+        config.validate()
+        self._config = config
+        self._persisted = persisted  # the store's templates, to restart from
+        self._lock = threading.Lock()
+        self._stats = TemplaterStats()
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # forkserver, as the decode pool: the server has threads by the time this starts.
+        pool = ProcessPoolExecutor(
+            1,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=_start_templater,
+            initargs=(os.getpid(), self._config, self._persisted()),
+        )
+        # Start it now (and learn what was restored) rather than on the first records.
+        self._stats = pool.submit(_stats_in_worker).result()
+        return pool
+
+    def annotate(
+        self, batches: Sequence[SignalBatch]
+    ) -> tuple[list[SignalBatch], list[TemplateRow]]:
+        """As `LogTemplater.annotate`, mined in the worker process."""
+        combined = logs_table(batches)
+        if combined is None:
+            return list(batches), []
+        wanted = [name for name in _MINED_FROM if name in combined.column_names]
+        pool = self._pool
+        try:
+            data, touched, stats = pool.submit(
+                _mine_in_worker, _to_ipc(combined.select(wanted))
+            ).result()
+        except BrokenProcessPool:
+            self._restart(pool)
+            raise
+        columns = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+        self._stats = stats
+        mined = MinedColumns(
+            columns.column("template_id").combine_chunks(),
+            columns.column("template_params").combine_chunks(),
+            touched,
+        )
+        return with_templates(batches, combined, mined), touched
+
+    def stats(self) -> TemplaterStats:
+        """The counts the worker reported with its last answer."""
+        return self._stats
+
+    def _restart(self, broken: ProcessPoolExecutor) -> None:
+        log.warning("the log mining process died; restarting it from the stored templates")
+        broken.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            if self._pool is broken:
+                self._pool = self._new_pool()
+
+    def close(self) -> None:
+        """Stop the worker process."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
