@@ -139,7 +139,11 @@ class DuckDBStore:
             try:
                 for name, tables in grouped.items():
                     # Batches from an older write-ahead log may lack newer (nullable) columns.
-                    combined = pa.concat_tables(tables, promote_options="default")  # noqa: F841
+                    # As one chunk: inserting the many small chunks of a group cost about a
+                    # third more CPU per row (measured: spans 5.0 -> 3.8 us, logs 2.4 -> 1.8).
+                    combined = pa.concat_tables(  # noqa: F841
+                        tables, promote_options="default"
+                    ).combine_chunks()
                     key = _ORIGIN_TABLES.get(name)
                     if key:
                         con.execute(
