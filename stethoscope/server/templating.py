@@ -1,25 +1,26 @@
-"""Log templates on ingest: one miner per service, run by the writer's miner thread.
+"""Log templates on ingest: one miner per service, owned by one mining process.
 
-The writer's miner thread mines each group of batches just before the store thread commits it,
-so one thread owns the miners, the records are mined in log order (the order the write-ahead
-log gave them), and the templates a group touched are committed in the same transaction as its
-records. At start-up the miners are
-restored from the store's `templates` table in founding order, so that a restarted server gives
-a line the id it gave before.
+The pipeline mines each group of batches just before its store thread commits it, in one
+place (`miningprocess.py`), so one owner holds the miners, the records are mined in log order
+(the order the write-ahead log gave them), and the templates a group touched are committed in
+the same transaction as its records. At start-up the miners are restored from the store's
+`templates` table in founding order, so that a restarted server gives a line the id it gave
+before.
 
 What is mined: the first line of a string body, at most `max_line_chars` of it. A multi-line
 body is a message followed by a stack trace whose frames vary with depth; its first line names
 the event. Bodies that are not strings (maps, arrays, numbers) or are blank get no template:
 their text form is JSON, whose one long token per record would found a template each.
 
-Cost: mining is pure Python on the writer's miner thread. Its stateless first step, masking
-the line, is done by the decode workers (`stethoscope.logs.masking`): the masked text arrives
-as a transient column that is dropped here, before the store sees the records; records without
-it are masked here. Exact repeats of a line are answered from a bounded line cache.
+Cost: placing a line is pure Python, one dictionary lookup for a line whose masked text was
+seen before. Its stateless first step, masking, is done by the decode workers
+(`stethoscope.logs.masking`): the masked text arrives as a transient column that is dropped
+here, before the store sees the records; records without it are masked here. The variables
+are then taken for all lines of a template text at once (`stethoscope.logs.variables`).
 
 Memory: each miner is bounded by `TemplateMinerConfig`, the number of miners by
 `max_services` (records of further services get no template and are counted in
-`unmined_records`, `/api/stats`), and the line cache by `line_cache`.
+`unmined_records`, `/api/stats`).
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ from stethoscope.logs.templates import (
     Template,
     TemplateMiner,
     TemplateMinerConfig,
-    extract_variables,
 )
+from stethoscope.logs.variables import variables_of
 from stethoscope.model.batch import SignalBatch
 from stethoscope.model.codes import ValueType
 from stethoscope.store.base import TemplateRow
@@ -54,7 +55,6 @@ __all__ = [
 
 EXAMPLE_CHARS = 500
 _IDS = pa.uint64()
-_PARAMS = pa.list_(pa.string())
 
 
 def _default_miner() -> TemplateMinerConfig:
@@ -68,7 +68,6 @@ class LogTemplaterConfig:
 
     max_services: int = 64
     max_line_chars: int = MINED_LINE_CHARS
-    line_cache: int = 16_384  # exact (service, line) repeats answered without mining
     miner: TemplateMinerConfig = field(default_factory=_default_miner)
 
     def validate(self) -> None:
@@ -77,8 +76,6 @@ class LogTemplaterConfig:
             raise UsageError(f"max_services must be at least 1, got {self.max_services}")
         if self.max_line_chars < 1:
             raise UsageError(f"max_line_chars must be at least 1, got {self.max_line_chars}")
-        if self.line_cache < 0:
-            raise UsageError(f"line_cache must be at least 0, got {self.line_cache}")
         try:
             self.miner.validate()
         except ValueError as error:
@@ -93,7 +90,6 @@ class TemplaterStats:
     templates: int = 0
     unmined_records: int = 0  # records of services beyond max_services
     overflowed_lines: int = 0  # lines that went to a catch-all because a miner was full
-    line_cache_evictions: int = 0  # times the exact-line cache was full and dropped
 
 
 @dataclass
@@ -104,14 +100,16 @@ class _ServiceMiner:
     ordinals: dict[str, int] = field(default_factory=dict)
     next_ordinal: int = 0
     templates: dict[str, Template] = field(default_factory=dict)
+    stored_ids: dict[str, int] = field(default_factory=dict)
 
-    def held(self, template_id: str) -> Template:
-        """The miner's template with this id (the index is rebuilt when one is new)."""
-        template = self.templates.get(template_id)
-        if template is None:
-            self.number_new()
-            template = self.templates[template_id]
-        return template
+    def stored_id(self, template_id: str) -> int:
+        """The template's id as the store keeps it (an integer); numbers it first if new."""
+        found = self.stored_ids.get(template_id)
+        if found is None:
+            if template_id not in self.templates:
+                self.number_new()
+            found = self.stored_ids[template_id] = int(template_id, 16)
+        return found
 
     def number_new(self) -> None:
         """Index the miner's templates and number new ones in the order they were founded.
@@ -132,9 +130,7 @@ class LogTemplater:
         self.config = config or LogTemplaterConfig()
         self.config.validate()
         self._services: dict[str, _ServiceMiner] = {}
-        self._lines: dict[tuple[str, str], tuple[Template, str, int, list[str]]] = {}
         self._unmined = 0
-        self._line_cache_evictions = 0
 
     def restore(self, rows: Iterable[TemplateRow]) -> None:
         """Take back persisted templates; `rows` in (service, ordinal) order."""
@@ -156,7 +152,6 @@ class LogTemplater:
             templates=sum(miner.template_count for miner in miners),
             unmined_records=self._unmined,
             overflowed_lines=sum(miner.overflowed for miner in miners),
-            line_cache_evictions=self._line_cache_evictions,
         )
 
     def annotate(
@@ -183,7 +178,10 @@ class LogTemplater:
         bodies = table.column("body").to_pylist()
         types = table.column("body_type").to_pylist()
         ids: list[int | None] = [None] * len(bodies)
-        params: list[list[str] | None] = [None] * len(bodies)
+        lines: list[str | None] = [None] * len(bodies)
+        # Lines by their template's text when placed: a template generalised later in the
+        # table gives the lines placed before the variables of its earlier text.
+        groups: dict[str, list[int]] = {}
         limit = self.config.max_line_chars
         masked = self._masked(table)
         states: dict[str, _ServiceMiner | None] = {}
@@ -199,10 +197,14 @@ class LogTemplater:
                 self._unmined += 1
                 continue
             line = mined_line(body, limit)
-            if line is not None:
-                ids[index], params[index] = self._mine(service, state, line, pre)
+            if line is None:
+                continue
+            template = state.miner.match(line, masked=pre)
+            ids[index] = state.stored_id(template.template_id)
+            lines[index] = line
+            groups.setdefault(template.text, []).append(index)
         template_ids = pa.array(ids, _IDS)
-        template_params = pa.array(params, _PARAMS)
+        template_params = variables_of(lines, groups)
         touched = self._touched(
             table.select(["service", "time_ns", "body"]).append_column("template_id", template_ids),
             states,
@@ -215,28 +217,6 @@ class LogTemplater:
             values: list[str | None] = table.column(MASKED_COLUMN).to_pylist()
             return values
         return [None] * table.num_rows
-
-    def _mine(
-        self, service: str, state: _ServiceMiner, line: str, masked: str | None
-    ) -> tuple[int, list[str]]:
-        """The id and variables of one line; an exact repeat comes from the line cache.
-
-        `masked` is the line's mask when the decoder computed it, else None.
-        """
-        key = (service, line)
-        cached = self._lines.get(key)
-        # A cached answer holds while its template has not been generalised since.
-        if cached is not None and cached[0].text == cached[1]:
-            return cached[2], cached[3]
-        template = state.miner.match(line, masked=masked)
-        state.held(template.template_id)  # numbers it if new
-        answer = int(template.template_id, 16), extract_variables(template, line)
-        if len(self._lines) >= self.config.line_cache:
-            self._lines.clear()  # cheap, bounded, and refills with what repeats
-            self._line_cache_evictions += 1
-        if self.config.line_cache:
-            self._lines[key] = (template, template.text, *answer)
-        return answer
 
     def _miner_for(self, service: str) -> _ServiceMiner | None:
         state = self._services.get(service)

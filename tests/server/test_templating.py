@@ -181,24 +181,17 @@ def test_a_batch_from_before_the_template_columns_is_mined() -> None:
 
 
 def test_a_repeated_line_sees_its_template_generalised() -> None:
-    """The exact-line cache must not hand out variables of a template that has changed."""
+    """A line takes the variables of its template as it was when the line was placed."""
     lines = [f"job {name} done in the batch queue" for name in ("a_b", "c_d", "a_b")]
     out, _ = LogTemplater().annotate([logs_batch("svc", lines)])
     params = out[-1].tables["logs"].column("template_params").to_pylist()
     assert params == [[], ["c_d"], ["a_b"]]
 
 
-def test_line_cache_is_bounded_and_counted() -> None:
-    templater = LogTemplater(LogTemplaterConfig(line_cache=2))
-    out, _ = templater.annotate([logs_batch("svc", ["one", "two", "three", "one"])])
-    assert out[-1].tables["logs"].column("template_id").null_count == 0
-    assert templater.stats().line_cache_evictions == 1
-
-
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [("max_services", 0), ("max_line_chars", 0), ("line_cache", -1)],
-    ids=["no services", "no line", "negative cache"],
+    [("max_services", 0), ("max_line_chars", 0)],
+    ids=["no services", "no line"],
 )
 def test_bad_settings_are_refused(setting: str, value: int) -> None:
     from stethoscope.errors import UsageError
