@@ -12,7 +12,7 @@ Either way the answer is the same (the tests compare them).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -27,15 +27,14 @@ _PRINTABLE = r"\A[\x20-\x7e\t]*\z"
 _RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
 
 
-def variables_of(lines: Sequence[str | None], groups: dict[str, list[int]]) -> pa.Array:
+def variables_of(column: pa.Array, groups: Mapping[str, Sequence[int] | np.ndarray]) -> pa.Array:
     """Each line's variables under its template text, null for lines in no group.
 
     `groups` maps a template text (as it was when its lines were placed) to the indices of
-    those lines.
+    those lines in `column`.
     """
-    column = pa.array(lines, pa.string())
     pieces: list[pa.Array] = [pa.nulls(1, VARIABLES)]  # what ungrouped lines point at
-    positions = np.zeros(len(lines), dtype=np.int64)
+    positions = np.zeros(len(column), dtype=np.int64)
     start = 1
     for text, indices in groups.items():
         for rows, piece in _text_variables(text, column, np.asarray(indices, dtype=np.int64)):

@@ -29,16 +29,13 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from stethoscope.errors import UsageError
 from stethoscope.logs.masking import MASKED_COLUMN, MINED_LINE_CHARS, mined_line
-from stethoscope.logs.templates import (
-    Template,
-    TemplateMiner,
-    TemplateMinerConfig,
-)
+from stethoscope.logs.templates import Template, TemplateMiner, TemplateMinerConfig, mask
 from stethoscope.logs.variables import variables_of
 from stethoscope.model.batch import SignalBatch
 from stethoscope.model.codes import ValueType
@@ -123,6 +120,51 @@ class _ServiceMiner:
                 self.next_ordinal += 1
 
 
+class _Placed:
+    """What placing the (service, masked line) pairs of a table gave, pair by pair."""
+
+    def __init__(self, pairs: int) -> None:
+        self.ids = np.zeros(pairs, np.uint64)
+        self.mined = np.zeros(pairs, bool)
+        self.states: dict[str, _ServiceMiner | None] = {}
+        self.unmined: list[int] = []
+        self._texts: list[str] = [""] * pairs
+        self._templates: list[Template | None] = [None] * pairs
+        # Per template: (first row, text) each time a pair changed its text, in row order.
+        self._versions: dict[int, list[tuple[int, str]]] = {}
+
+    def add(self, pair: int, row: int, stored_id: int, template: Template) -> None:
+        self.ids[pair], self.mined[pair] = stored_id, True
+        self._texts[pair], self._templates[pair] = template.text, template
+        versions = self._versions.setdefault(id(template), [])
+        if not versions or versions[-1][1] != template.text:
+            versions.append((row, template.text))
+
+    def groups(
+        self, rows: np.ndarray, pair_of_row: np.ndarray, mined: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Rows by the text their template had when each row would have been placed.
+
+        A template generalised by a later pair gives rows before that pair its earlier text.
+        """
+        order = np.argsort(pair_of_row, kind="stable")
+        bounds = np.searchsorted(pair_of_row[order], np.arange(len(self.ids) + 1))
+        found: dict[str, list[np.ndarray]] = {}
+        for pair, template in enumerate(self._templates):
+            if template is None:
+                continue
+            members = rows[order[bounds[pair] : bounds[pair + 1]]]
+            versions = self._versions[id(template)]
+            if len(versions) == 1 or members[-1] < versions[1][0]:
+                found.setdefault(self._texts[pair], []).append(members)
+                continue
+            starts = np.array([row for row, _ in versions])
+            which = np.searchsorted(starts, members, side="right") - 1
+            for version in np.unique(which):
+                found.setdefault(versions[version][1], []).append(members[which == version])
+        return {text: np.concatenate(parts) for text, parts in found.items()}
+
+
 class LogTemplater:
     """Adds `template_id` and `template_params` to log records, one miner per service."""
 
@@ -172,51 +214,83 @@ class LogTemplater:
         """Template ids and variables of a logs table's records, in order.
 
         The table needs `service`, `time_ns`, `body_type`, `body` and, when the decoder
-        masked the lines, the masked column.
+        masked the lines, the masked column. Records with the same service and masked line
+        join the same template, so each such pair is placed once, in the order it first
+        appears, as if every record had been placed in turn.
         """
-        services = table.column("service").to_pylist()
-        bodies = table.column("body").to_pylist()
-        types = table.column("body_type").to_pylist()
-        ids: list[int | None] = [None] * len(bodies)
-        lines: list[str | None] = [None] * len(bodies)
-        # Lines by their template's text when placed: a template generalised later in the
-        # table gives the lines placed before the variables of its earlier text.
-        groups: dict[str, list[int]] = {}
-        limit = self.config.max_line_chars
-        masked = self._masked(table)
-        states: dict[str, _ServiceMiner | None] = {}
-        for index, (service, body, body_type, pre) in enumerate(
-            zip(services, bodies, types, masked, strict=True)
-        ):
-            if body_type != ValueType.STRING or not body:
-                continue
-            state = states.get(service)
-            if state is None and service not in states:
-                state = states[service] = self._miner_for(service)
-            if state is None:
-                self._unmined += 1
-                continue
-            line = mined_line(body, limit)
-            if line is None:
-                continue
-            template = state.miner.match(line, masked=pre)
-            ids[index] = state.stored_id(template.template_id)
-            lines[index] = line
-            groups.setdefault(template.text, []).append(index)
-        template_ids = pa.array(ids, _IDS)
-        template_params = variables_of(lines, groups)
+        lines, masked = self._lines(table)
+        services = pc.dictionary_encode(table.column("service").combine_chunks())
+        texts = pc.dictionary_encode(masked)
+        rows = np.flatnonzero(np.asarray(masked.is_valid()))
+        service_codes = np.asarray(services.indices)[rows].astype(np.int64)
+        text_codes = np.asarray(texts.indices.fill_null(0))[rows].astype(np.int64)
+        keys = service_codes * max(len(texts.dictionary), 1) + text_codes
+        _, first, pair_of_row = np.unique(keys, return_index=True, return_inverse=True)
+        placed = self._place_pairs(
+            rows[first],
+            services.dictionary.to_pylist(),
+            texts.dictionary.to_pylist(),
+            service_codes[first],
+            text_codes[first],
+        )
+        self._unmined += int(np.isin(pair_of_row, placed.unmined).sum())
+        ids = np.zeros(len(masked), np.uint64)
+        valid = np.zeros(len(masked), bool)
+        ids[rows] = placed.ids[pair_of_row]
+        valid[rows] = placed.mined[pair_of_row]
+        template_ids = pa.array(ids, _IDS, mask=~valid)
+        template_params = variables_of(lines, placed.groups(rows, pair_of_row, valid[rows]))
         touched = self._touched(
             table.select(["service", "time_ns", "body"]).append_column("template_id", template_ids),
-            states,
+            placed.states,
         )
         return MinedColumns(template_ids, template_params, touched)
 
-    def _masked(self, table: pa.Table) -> list[str | None]:
-        """Each record's line as masked by the decoder; None where it was not (mask here)."""
-        if MASKED_COLUMN in table.column_names and self.config.max_line_chars == MINED_LINE_CHARS:
-            values: list[str | None] = table.column(MASKED_COLUMN).to_pylist()
-            return values
-        return [None] * table.num_rows
+    def _place_pairs(
+        self,
+        first_rows: np.ndarray,
+        services: list[str],
+        masks: list[str],
+        service_codes: np.ndarray,
+        mask_codes: np.ndarray,
+    ) -> _Placed:
+        """Place each (service, masked line) pair, in the order of its first record."""
+        placed = _Placed(len(first_rows))
+        for pair in np.argsort(first_rows, kind="stable"):
+            service = services[service_codes[pair]]
+            state = placed.states.get(service)
+            if state is None and service not in placed.states:
+                state = placed.states[service] = self._miner_for(service)
+            if state is None:
+                placed.unmined.append(pair)
+                continue
+            masked = masks[mask_codes[pair]]
+            template = state.miner.match(masked, masked=masked)
+            placed.add(pair, int(first_rows[pair]), state.stored_id(template.template_id), template)
+        return placed
+
+    def _lines(self, table: pa.Table) -> tuple[pa.Array, pa.Array]:
+        """Each record's mined line and its mask; both null for records that get no template.
+
+        The decoder's mask is used when it masked with this miner's line limit; records it did
+        not mask (an older write-ahead log, another limit) are masked here.
+        """
+        bodies = table.column("body").combine_chunks()
+        limit = self.config.max_line_chars
+        if MASKED_COLUMN in table.column_names and limit == MINED_LINE_CHARS:
+            masked = table.column(MASKED_COLUMN).combine_chunks()
+        else:
+            masked = pa.nulls(len(bodies), pa.string())
+        strings = pc.equal(table.column("body_type").combine_chunks(), ValueType.STRING)
+        unmasked = pc.fill_null(pc.and_(masked.is_null(), strings), False)
+        if pc.any(unmasked).as_py():
+            left = bodies.filter(unmasked).to_pylist()
+            cut = [mined_line(body, limit) if body else None for body in left]
+            fill = pa.array([None if line is None else mask(line) for line in cut], pa.string())
+            masked = pc.replace_with_mask(masked, unmasked, fill)
+        first = pc.list_element(pc.split_pattern(bodies, "\n", max_splits=1), 0)
+        lines = pc.if_else(masked.is_valid(), pc.utf8_slice_codeunits(first, 0, limit), None)
+        return lines, masked
 
     def _miner_for(self, service: str) -> _ServiceMiner | None:
         state = self._services.get(service)

@@ -6,6 +6,7 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -48,14 +49,14 @@ def template_and_lines(draw: st.DrawFn) -> tuple[str, list[str | None]]:
 def test_same_variables_as_extract_variables(case: tuple[str, list[str | None]]) -> None:
     text, lines = case
     indices = [i for i, line in enumerate(lines) if line is not None]
-    got = variables_of(lines, {text: indices} if indices else {}).to_pylist()
+    got = variables_of(pa.array(lines, pa.string()), {text: indices} if indices else {}).to_pylist()
     assert got == expected(text, lines)
 
 
 def test_lines_of_several_texts_keep_their_order() -> None:
     lines = ["took 5 ms", None, "user bob in", "took 17 ms", "static"]
     groups = {"took <*> ms": [0, 3], "user <*> in": [2], "static": [4]}
-    got = variables_of(lines, groups).to_pylist()
+    got = variables_of(pa.array(lines, pa.string()), groups).to_pylist()
     assert got == [["5"], None, ["bob"], ["17"], []]
 
 
@@ -69,7 +70,7 @@ def test_every_loghub_line_gets_the_same_variables() -> None:
         groups: dict[str, list[int]] = defaultdict(list)
         for index, template in enumerate(placed):
             groups[template.text].append(index)
-        got = variables_of(lines, groups).to_pylist()
+        got = variables_of(pa.array(lines, pa.string()), groups).to_pylist()
         want = [
             extract_variables(template, line) for template, line in zip(placed, lines, strict=True)
         ]

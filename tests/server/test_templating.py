@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from stethoscope.logs.templates import TemplateMinerConfig
+from stethoscope.logs.templates import TemplateMiner, TemplateMinerConfig, extract_variables
 from stethoscope.model.batch import SignalBatch
 from stethoscope.server.pipeline import IngestPipeline, PipelineConfig
 from stethoscope.server.templating import LogTemplater, LogTemplaterConfig
@@ -287,3 +289,34 @@ def test_everything_submitted_is_mined_and_written_in_order_by_close(tmp_path: P
     by_time = sorted(records, key=lambda r: r["time_ns"])
     assert [r["template_params"] for r in by_time] == expected
     pipeline.store.close()
+
+
+# Few words in long lines, so that templates are founded and then generalised mid-table.
+WORDS = st.sampled_from(["alpha", "beta", "42", "x=1"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b"]), WORDS, WORDS)))
+def test_a_table_is_mined_as_if_line_by_line(records: list[tuple[str, str, str]]) -> None:
+    """Placing each (service, masked line) once gives every record what placing it in turn would."""
+    lines = [(service, f"user {one} done in the {two} queue") for service, one, two in records]
+    miners: dict[str, TemplateMiner] = {}
+    want: list[tuple[int, list[str]] | None] = []
+    for service, line in lines:
+        miner = miners.setdefault(service, TemplateMiner(LogTemplaterConfig().miner))
+        template = miner.match(line)
+        want.append((int(template.template_id, 16), extract_variables(template, line)))
+    out, _ = LogTemplater().annotate([logs_batch(service, [line]) for service, line in lines])
+    table = out[-1].tables["logs"] if lines else None
+    got = (
+        []
+        if table is None
+        else list(
+            zip(
+                table.column("template_id").to_pylist(),
+                table.column("template_params").to_pylist(),
+                strict=True,
+            )
+        )
+    )
+    assert got == want
