@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import accumulate
 from typing import Any
 
 import pyarrow as pa
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from stethoscope.model.schema import RESOURCES, SCOPES
+from stethoscope.model.schema import ATTRIBUTE, RESOURCES, SCOPES
 from stethoscope.sources.otlp.columns import BadRecord, FlatAttributes, attributes_digest
 
 UNKNOWN_SERVICE = "unknown_service"
@@ -29,12 +30,16 @@ class Records:
     services: list[str] = field(default_factory=list)
 
 
+Triples = tuple[tuple[str, int, str], ...]  # an attribute set as (key, ValueType, text)
+Row = tuple[Triples, str, str, str, int]  # the columns of a resource or scope row after its id
+
+
 class Origins:
     """Resources and scopes met in one request; `tables()` gives one row for each."""
 
     def __init__(self) -> None:
-        self._resources: dict[int, tuple[Any, str, str, str, int]] = {}
-        self._scopes: dict[int, tuple[Any, str, str, str, int]] = {}
+        self._resources: dict[int, Row] = {}
+        self._scopes: dict[int, Row] = {}
 
     def gather(self, groups: Any, scope_field: str, record_field: str) -> Records:
         """All records under `groups` (e.g. resource_spans / scope_spans / spans)."""
@@ -52,29 +57,15 @@ class Origins:
         return found
 
     def _resource(self, resource: Any, schema_url: str) -> tuple[int, str]:
-        resource_id, service, instance = _resource_identity(
+        resource_id, row = _resource_identity(
             schema_url, resource.SerializeToString(deterministic=True)
         )
-        if resource_id not in self._resources:
-            self._resources[resource_id] = (
-                resource.attributes,
-                service,
-                instance,
-                schema_url,
-                resource.dropped_attributes_count,
-            )
-        return resource_id, service
+        self._resources.setdefault(resource_id, row)
+        return resource_id, row[1]
 
     def _scope(self, scope: Any, schema_url: str) -> int:
-        scope_id = _scope_identity(schema_url, scope.SerializeToString(deterministic=True))
-        if scope_id not in self._scopes:
-            self._scopes[scope_id] = (
-                scope.attributes,
-                scope.name,
-                scope.version,
-                schema_url,
-                scope.dropped_attributes_count,
-            )
+        scope_id, row = _scope_identity(schema_url, scope.SerializeToString(deterministic=True))
+        self._scopes.setdefault(scope_id, row)
         return scope_id
 
     def tables(self) -> dict[str, pa.Table]:
@@ -86,20 +77,30 @@ class Origins:
 
 
 @lru_cache(maxsize=IDENTITY_CACHE)
-def _resource_identity(schema_url: str, serialized: bytes) -> tuple[int, str, str]:
-    """(resource id, service name, instance id) of a serialized Resource."""
-    triples = _single(Resource.FromString(serialized).attributes).record(0)
+def _resource_identity(schema_url: str, serialized: bytes) -> tuple[int, Row]:
+    """The id and row (attributes, service, instance, schema URL, dropped) of a Resource."""
+    resource = Resource.FromString(serialized)
+    triples = tuple(_single(resource.attributes).record(0))
     values = {key: text for key, _, text in triples}
     service = values.get("service.name") or UNKNOWN_SERVICE
-    return attributes_digest(schema_url, triples), service, values.get("service.instance.id", "")
+    instance = values.get("service.instance.id", "")
+    row = (triples, service, instance, schema_url, resource.dropped_attributes_count)
+    return attributes_digest(schema_url, list(triples)), row
 
 
 @lru_cache(maxsize=IDENTITY_CACHE)
-def _scope_identity(schema_url: str, serialized: bytes) -> int:
-    """The scope id of a serialized InstrumentationScope."""
+def _scope_identity(schema_url: str, serialized: bytes) -> tuple[int, Row]:
+    """The id and row (attributes, name, version, schema URL, dropped) of a scope."""
     scope = InstrumentationScope.FromString(serialized)
-    triples = _single(scope.attributes).record(0)
-    return attributes_digest(f"{schema_url}\x1d{scope.name}\x1d{scope.version}", triples)
+    triples = tuple(_single(scope.attributes).record(0))
+    scope_id = attributes_digest(f"{schema_url}\x1d{scope.name}\x1d{scope.version}", list(triples))
+    return scope_id, (
+        triples,
+        scope.name,
+        scope.version,
+        schema_url,
+        scope.dropped_attributes_count,
+    )
 
 
 def _single(key_values: Any) -> FlatAttributes:
@@ -110,15 +111,25 @@ def _single(key_values: Any) -> FlatAttributes:
     return attributes
 
 
-def _origin_table(rows: dict[int, tuple[Any, str, str, str, int]], schema: pa.Schema) -> pa.Table:
+def _origin_table(rows: dict[int, Row], schema: pa.Schema) -> pa.Table:
     entries = list(rows.items())
+    triples = [triple for _, row in entries for triple in row[0]]
+    offsets = list(accumulate((len(row[0]) for _, row in entries), initial=0))
+    attributes = pa.StructArray.from_arrays(
+        [
+            pa.array([key for key, _, _ in triples], pa.string()),
+            pa.array([value_type for _, value_type, _ in triples], pa.uint8()),
+            pa.array([text for _, _, text in triples], pa.string()),
+        ],
+        fields=list(ATTRIBUTE),
+    )
     return pa.Table.from_arrays(
         [
             pa.array([key for key, _ in entries], pa.uint64()),
             pa.array([row[1] for _, row in entries], pa.string()),
             pa.array([row[2] for _, row in entries], pa.string()),
             pa.array([row[3] for _, row in entries], pa.string()),
-            FlatAttributes([row[0] for _, row in entries]).to_arrow(),
+            pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), attributes),
             pa.array([row[4] for _, row in entries], pa.uint32()),
         ],
         schema=schema,

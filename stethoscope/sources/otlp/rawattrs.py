@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import accumulate, chain
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import pyarrow as pa
@@ -30,10 +30,17 @@ from stethoscope.model.codes import ValueType
 from stethoscope.model.schema import ATTRIBUTE
 from stethoscope.sources.otlp.columns import encode_values
 
-__all__ = ["RawAttributes", "as_raw", "raw_request_type"]
+__all__ = [
+    "RawAttributes",
+    "RequestParser",
+    "as_raw",
+    "full_request",
+    "raw_request_type",
+    "strings_at",
+]
 
-# Messages whose `attributes` stay bytes; resources and scopes are few and keep their messages.
-_RAW_OWNERS = {"Span", "Event", "Link", "LogRecord"}
+# Records whose `attributes` stay bytes; resources and scopes are few and keep their messages.
+_RAW_OWNERS = {name: "attributes" for name in ("Span", "Event", "Link", "LogRecord")}
 _KEY_TAG = 0x0A  # KeyValue.key: field 1, length-delimited
 _VALUE_TAG = 0x12  # KeyValue.value: field 2, length-delimited
 _STRING_TAG = 0x0A  # AnyValue.string_value: field 1, length-delimited
@@ -44,8 +51,8 @@ _MAX_VARINT = 10
 _PAD = bytes(_MAX_VARINT + 8)  # reads past an item's end land here, never outside the buffer
 
 
-def _raw_pool() -> descriptor_pool.DescriptorPool:
-    """A pool holding the OTLP trace and logs services with raw-bytes attributes."""
+def _raw_pool(raw_owners: dict[str, str]) -> descriptor_pool.DescriptorPool:
+    """A pool of the OTLP trace and logs services with these (message, field) made raw bytes."""
     pool = descriptor_pool.DescriptorPool()
     added: set[str] = set()
 
@@ -56,7 +63,7 @@ def _raw_pool() -> descriptor_pool.DescriptorPool:
             add(dependency)
         proto = descriptor_pb2.FileDescriptorProto()
         file.CopyToProto(proto)
-        _raw_attributes(proto.message_type)
+        _raw_fields(proto.message_type, raw_owners)
         pool.Add(proto)
         added.add(file.name)
 
@@ -65,32 +72,75 @@ def _raw_pool() -> descriptor_pool.DescriptorPool:
     return pool
 
 
-def _raw_attributes(messages: Any) -> None:
+def _raw_fields(messages: Any, raw_owners: dict[str, str]) -> None:
     for message in messages:
         for field in message.field:
-            if message.name in _RAW_OWNERS and field.name == "attributes":
+            if raw_owners.get(message.name) == field.name:
                 field.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
                 field.ClearField("type_name")
-        _raw_attributes(message.nested_type)
+        _raw_fields(message.nested_type, raw_owners)
 
 
-_POOL = _raw_pool()
-_RAW_TYPES: dict[str, type[Message]] = {
-    signal: message_factory.GetMessageClass(_POOL.FindMessageTypeByName(name))
-    for signal, name in (
-        ("traces", "opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest"),
-        ("logs", "opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest"),
-    )
+def _request_types(raw_owners: dict[str, str]) -> dict[str, type[Message]]:
+    pool = _raw_pool(raw_owners)
+    return {
+        signal: message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
+        for signal, name in (
+            ("traces", "opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest"),
+            ("logs", "opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest"),
+        )
+    }
+
+
+# Requests whose records' `attributes` are raw.
+_RAW_ATTRIBUTE_TYPES = _request_types(_RAW_OWNERS)
+# Trace requests whose spans are raw: the span decoder walks them itself (see wire.py).
+_RAW_SPAN_TYPE = _request_types({"ScopeSpans": "spans"})["traces"]
+_RAW_TYPES = {**_RAW_ATTRIBUTE_TYPES, "traces": _RAW_SPAN_TYPE}
+
+
+class RequestParser(Protocol):
+    """What parses a request body: a message class, or `_RawSpanParser`."""
+
+    def FromString(self, data: bytes, /) -> Message:  # noqa: N802 (protobuf's name)
+        """The request in `data`; DecodeError when it is not one."""
+
+
+class _RawSpanParser:
+    """Parses trace requests with raw spans, failing exactly as a full parse would.
+
+    Spans are parsed later; when the rest of the body is malformed too, the error protobuf
+    reports (corrupt wire format, bad UTF-8, too deep) must still be the first one in the body.
+    """
+
+    @staticmethod
+    def FromString(data: bytes, /) -> Message:  # noqa: N802 (protobuf's name)
+        """The request with raw spans; the full parse's DecodeError when it is malformed."""
+        try:
+            return _RAW_SPAN_TYPE.FromString(data)
+        except (DecodeError, RecursionError):
+            full_request(data)  # raises the error a full parse meets first
+            raise
+
+
+_PARSERS: dict[str, RequestParser] = {
+    "traces": _RawSpanParser(),
+    "logs": cast(RequestParser, _RAW_ATTRIBUTE_TYPES["logs"]),
 }
 
 
-def raw_request_type(signal: str) -> type[Message] | None:
-    """The request type with raw attributes for `signal` (None: metrics keep their messages)."""
-    return _RAW_TYPES.get(signal)
+def raw_request_type(signal: str) -> RequestParser | None:
+    """What parses `signal` requests with raw records (None: metrics keep their messages)."""
+    return _PARSERS.get(signal)
+
+
+def full_request(data: bytes) -> Any:
+    """A trace request with every span parsed (raw attributes); DecodeError when malformed."""
+    return _RAW_ATTRIBUTE_TYPES["traces"].FromString(data)
 
 
 def as_raw(signal: str, request: Message) -> Any:
-    """The request with raw attributes (re-encoded when it was built from the OTLP classes)."""
+    """The request with raw records (re-encoded when it was built from other classes)."""
     raw_type = _RAW_TYPES[signal]
     if isinstance(request, raw_type):
         return request
@@ -106,20 +156,41 @@ class RawAttributes:
     """
 
     def __init__(self, raw_lists: Sequence[Sequence[bytes]]) -> None:
-        self.offsets = np.fromiter(
-            accumulate(map(len, raw_lists), initial=0), np.int64, len(raw_lists) + 1
-        )
         flat: list[bytes] = list(chain.from_iterable(raw_lists))
-        count = len(flat)
+        lengths = np.fromiter(map(len, flat), np.int64, len(flat))
+        starts = np.zeros(len(flat), np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        self._read(
+            np.frombuffer(b"".join(flat) + _PAD, np.uint8),
+            np.fromiter(accumulate(map(len, raw_lists), initial=0), np.int64, len(raw_lists) + 1),
+            starts,
+            lengths,
+        )
+
+    @classmethod
+    def located(
+        cls, buffer: np.ndarray, offsets: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+    ) -> RawAttributes:
+        """Serialized KeyValues already in `buffer` (which ends with at least 18 spare bytes).
+
+        Attribute i is `lengths[i]` bytes at `starts[i]`; record r has attributes
+        `offsets[r]` to `offsets[r + 1]`.
+        """
+        attributes = cls.__new__(cls)
+        attributes._read(buffer, offsets, starts, lengths)
+        return attributes
+
+    def _read(
+        self, buffer: np.ndarray, offsets: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+    ) -> None:
+        self.offsets = offsets
+        count = len(starts)
         if not count:  # spans without events or links: skip the array work
             self.types = np.zeros(0, np.uint8)
             self.keys = self.texts = pa.array([], pa.string())
             self.bad_records, self.invalid_records = set(), set()
             return
-        lengths = np.fromiter(map(len, flat), np.int64, count)
-        self._buffer = np.frombuffer(b"".join(flat) + _PAD, np.uint8)
-        starts = np.zeros(count, np.int64)
-        np.cumsum(lengths[:-1], out=starts[1:])
+        self._buffer = buffer
         self.types = np.zeros(count, np.uint8)
         self._key_at = np.zeros(count, np.int64)  # where each key's UTF-8 starts ...
         self._key_len = np.zeros(count, np.int64)  # ... and how long it is
@@ -127,11 +198,12 @@ class RawAttributes:
         self._text_len = np.zeros(count, np.int64)
         self._side: list[bytes] = []  # texts made here, placed after the buffer
         self._side_size = 0
-        slow = self._read_common(starts, starts + lengths)
-        bad, invalid = self._read_rest(flat, slow)
+        ends = starts + lengths
+        slow = self._read_common(starts, ends)
+        bad, invalid = self._read_rest(starts, ends, slow)
         source = np.concatenate([self._buffer, np.frombuffer(b"".join(self._side), np.uint8)])
-        self.keys = _strings(source, self._key_at, self._key_len)
-        self.texts = _strings(source, self._text_at, self._text_len)
+        self.keys = strings_at(source, self._key_at, self._key_len)
+        self.texts = strings_at(source, self._text_at, self._text_len)
         invalid |= self._not_utf8()
         self.bad_records = self._owners(bad)
         self.invalid_records = self._owners(invalid)
@@ -223,15 +295,20 @@ class RawAttributes:
         self._side_size += last - first
         return at, np.diff(offsets).astype(np.int64)
 
-    def _read_rest(self, flat: list[bytes], slow: np.ndarray) -> tuple[set[int], set[int]]:
+    def _read_rest(
+        self, starts: np.ndarray, ends: np.ndarray, slow: np.ndarray
+    ) -> tuple[set[int], set[int]]:
         """Parse the other attributes as messages: (nested too deeply, not valid) indexes."""
         invalid: set[int] = set()
         keys: list[str] = []
         values: list[Any] = []
         parsed: list[int] = []
-        for index in slow.tolist():
+        data = self._buffer
+        for index, start, end in zip(
+            slow.tolist(), starts[slow].tolist(), ends[slow].tolist(), strict=True
+        ):
             try:
-                message = KeyValue.FromString(flat[index])
+                message = KeyValue.FromString(data[start:end].tobytes())
             except (DecodeError, RecursionError):
                 invalid.add(index)
                 continue
@@ -288,8 +365,8 @@ class RawAttributes:
         return pa.ListArray.from_arrays(pa.array(self.offsets.astype(np.int32)), children)
 
 
-def _strings(source: np.ndarray, at: np.ndarray, length: np.ndarray) -> pa.Array:
-    """Pieces of `source` as one string array (UTF-8 not yet checked)."""
+def strings_at(source: np.ndarray, at: np.ndarray, length: np.ndarray) -> pa.Array:
+    """Pieces of `source` as one string array (UTF-8 not yet checked: `validate(full=True)`)."""
     offsets = np.zeros(len(at) + 1, np.int32)
     np.cumsum(length, out=offsets[1:])
     picks = np.repeat((at - offsets[:-1]).astype(np.int32), length)
