@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 _MINED_FROM = ("service", "time_ns", "body_type", "body", MASKED_COLUMN)
 # Records sent at a time: bounds the memory both processes hold for one exchange (a 200,000
 # record group in one piece took about 100 MiB more in the mining process).
-MINING_CHUNK_ROWS = 32_768
+MINING_CHUNK_ROWS = 16_384
 _TEMPLATER: LogTemplater | None = None  # the worker process's miners
 
 
@@ -69,7 +69,11 @@ def _mine_in_worker(data: bytes) -> tuple[bytes, list[TemplateRow], TemplaterSta
     columns = pa.table(
         {"template_id": mined.template_ids, "template_params": mined.template_params}
     )
-    return _to_ipc(columns), mined.touched, _TEMPLATER.stats()
+    answer = _to_ipc(columns), mined.touched, _TEMPLATER.stats()
+    del table, mined, columns
+    # The allocator keeps freed pages; hand them back so the server's memory stays bounded.
+    pa.default_memory_pool().release_unused()
+    return answer
 
 
 def _merged(earlier: TemplateRow | None, later: TemplateRow) -> TemplateRow:

@@ -42,7 +42,8 @@ class PipelineConfig:
     """Bounds and cadence of the writer; every limit is a named setting."""
 
     max_pending_bytes: int = 128 * 1024 * 1024
-    batch_rows: int = 200_000
+    # 100k rows insert about as fast as 200k (per row) with half the memory held by a group.
+    batch_rows: int = 100_000
     flush_interval_s: float = 0.5
     retention_ns: int | None = 7 * 86400 * 1_000_000_000
     prune_interval_s: float = 60.0
