@@ -26,9 +26,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--max-pending",
-        default=128,
+        default=96,
         type=int,
-        help="MiB of acknowledged data waiting for the store before intake pauses (128)",
+        help="MiB of acknowledged data waiting for the store before intake pauses (96)",
     )
     parser.set_defaults(handler=run)
 

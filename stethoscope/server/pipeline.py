@@ -41,7 +41,7 @@ VISIBLE_TIMEOUT_S = 60.0
 class PipelineConfig:
     """Bounds and cadence of the writer; every limit is a named setting."""
 
-    max_pending_bytes: int = 128 * 1024 * 1024
+    max_pending_bytes: int = 96 * 1024 * 1024
     # 100k rows insert about as fast as 200k (per row) with half the memory held by a group.
     batch_rows: int = 100_000
     flush_interval_s: float = 0.5
