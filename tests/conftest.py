@@ -31,9 +31,16 @@ CLI_TIMEOUT_S = 60.0
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> tuple[int, ...]:
+    """Distinct free ports: all are held at once while chosen, so none is handed out twice."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return tuple(int(sock.getsockname()[1]) for sock in sockets)
 
 
 def cli_env() -> dict[str, str]:
@@ -153,7 +160,7 @@ def launch_server(
     `ports` (grpc, http, api) lets a test start the collector late on ports a client already uses.
     """
     data = base / "data"
-    ports = ports or (free_port(), free_port(), free_port())
+    ports = ports or free_ports(3)
     command = [
         sys.executable,
         "-m",
