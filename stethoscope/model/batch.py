@@ -43,12 +43,9 @@ class SignalBatch:
             return self.encoded
         parts = []
         for name, table in self.tables.items():
-            sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, table.schema) as writer:
-                writer.write_table(table)
-            payload = sink.getvalue()
-            parts.append(_PART_HEADER.pack(_TABLE_CODES[name], payload.size))
-            parts.append(payload.to_pybytes())
+            payload = table_to_ipc(table)
+            parts.append(_PART_HEADER.pack(_TABLE_CODES[name], len(payload)))
+            parts.append(payload)
         self.encoded = b"".join(parts)
         return self.encoded
 
@@ -61,7 +58,19 @@ class SignalBatch:
         while pos < len(view):
             code, size = _PART_HEADER.unpack_from(view, pos)
             pos += _PART_HEADER.size
-            reader = pa.ipc.open_stream(pa.py_buffer(view[pos : pos + size]))
-            tables[_TABLE_NAMES[code]] = reader.read_all()
+            tables[_TABLE_NAMES[code]] = table_from_ipc(view[pos : pos + size])
             pos += size
         return cls(signal=signal, tables=tables, accepted=accepted, encoded=data)
+
+
+def table_to_ipc(table: pa.Table) -> bytes:
+    """One table as an Arrow IPC stream."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def table_from_ipc(data: bytes | memoryview) -> pa.Table:
+    """The table of an Arrow IPC stream (zero-copy over `data`)."""
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()

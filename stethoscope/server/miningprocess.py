@@ -17,7 +17,6 @@ import dataclasses
 import logging
 import multiprocessing
 import os
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -25,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 import pyarrow as pa
 
 from stethoscope.logs.masking import MASKED_COLUMN
-from stethoscope.model.batch import SignalBatch
+from stethoscope.model.batch import SignalBatch, table_from_ipc, table_to_ipc
 from stethoscope.server.templating import (
     LogTemplater,
     LogTemplaterConfig,
@@ -64,12 +63,12 @@ def _stats_in_worker() -> TemplaterStats:
 
 def _mine_in_worker(data: bytes) -> tuple[bytes, list[TemplateRow], TemplaterStats]:
     assert _TEMPLATER is not None
-    table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    table = table_from_ipc(data)
     mined = _TEMPLATER.mine(table)
     columns = pa.table(
         {"template_id": mined.template_ids, "template_params": mined.template_params}
     )
-    answer = _to_ipc(columns), mined.touched, _TEMPLATER.stats()
+    answer = table_to_ipc(columns), mined.touched, _TEMPLATER.stats()
     del table, mined, columns
     # The allocator keeps freed pages; hand them back so the server's memory stays bounded.
     pa.default_memory_pool().release_unused()
@@ -88,13 +87,6 @@ def _merged(earlier: TemplateRow | None, later: TemplateRow) -> TemplateRow:
     )
 
 
-def _to_ipc(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
 class MiningProcess:
     """A `LogTemplater` in a worker process, with the same `annotate` and `stats`."""
 
@@ -104,7 +96,6 @@ class MiningProcess:
         config.validate()
         self._config = config
         self._persisted = persisted  # the store's templates, to restart from
-        self._lock = threading.Lock()
         self._stats = TemplaterStats()
         self._pool = self._new_pool()
 
@@ -146,12 +137,12 @@ class MiningProcess:
     def _mine(self, chunk: pa.Table) -> tuple[pa.Table, list[TemplateRow]]:
         pool = self._pool
         try:
-            data, touched, stats = pool.submit(_mine_in_worker, _to_ipc(chunk)).result()
+            data, touched, stats = pool.submit(_mine_in_worker, table_to_ipc(chunk)).result()
         except BrokenProcessPool:
             self._restart(pool)
             raise
         self._stats = stats
-        return pa.ipc.open_stream(pa.py_buffer(data)).read_all(), touched
+        return table_from_ipc(data), touched
 
     def stats(self) -> TemplaterStats:
         """The counts the worker reported with its last answer."""
@@ -160,9 +151,7 @@ class MiningProcess:
     def _restart(self, broken: ProcessPoolExecutor) -> None:
         log.warning("the log mining process died; restarting it from the stored templates")
         broken.shutdown(wait=False, cancel_futures=True)
-        with self._lock:
-            if self._pool is broken:
-                self._pool = self._new_pool()
+        self._pool = self._new_pool()  # only the miner thread mines: no one else restarts
 
     def close(self) -> None:
         """Stop the worker process."""

@@ -27,7 +27,7 @@ from stethoscope.errors import Overloaded
 from stethoscope.model.batch import SignalBatch
 from stethoscope.model.timeutil import now_ns
 from stethoscope.server.miningprocess import MiningProcess
-from stethoscope.server.templating import LogTemplater, LogTemplaterConfig
+from stethoscope.server.templating import LogTemplaterConfig
 from stethoscope.store.base import TemplateRow
 from stethoscope.store.duckdb.store import DuckDBStore
 from stethoscope.store.wal import WalConfig, WriteAheadLog
@@ -48,8 +48,6 @@ class PipelineConfig:
     retention_ns: int | None = 7 * 86400 * 1_000_000_000
     prune_interval_s: float = 60.0
     templates: LogTemplaterConfig = field(default_factory=LogTemplaterConfig)
-    # False mines on the miner thread itself (no extra process; slower intake under load).
-    mining_process: bool = True
 
     def validate(self) -> None:
         if self.max_pending_bytes < 1024 * 1024:
@@ -92,12 +90,7 @@ class IngestPipeline:
         self.store = store
         self.stats = PipelineStats()
         # One owner mines, in log order; its state comes back from the store.
-        self.templater: LogTemplater | MiningProcess
-        if config.mining_process:
-            self.templater = MiningProcess(config.templates, store.template_rows)
-        else:
-            self.templater = LogTemplater(config.templates)
-            self.templater.restore(store.template_rows())
+        self.templater = MiningProcess(config.templates, store.template_rows)
         self._queue: deque[tuple[int, SignalBatch]] = deque()
         self._cond = threading.Condition()
         self._pending_bytes = 0
@@ -179,8 +172,7 @@ class IngestPipeline:
         for thread in (self._miner, self._writer):
             if thread.is_alive():
                 thread.join()
-        if isinstance(self.templater, MiningProcess):
-            self.templater.close()
+        self.templater.close()
         self.store.checkpoint()
         self._wal.release(self.store.applied_seq())
 

@@ -140,9 +140,7 @@ class _Placed:
         if not versions or versions[-1][1] != template.text:
             versions.append((row, template.text))
 
-    def groups(
-        self, rows: np.ndarray, pair_of_row: np.ndarray, mined: np.ndarray
-    ) -> dict[str, np.ndarray]:
+    def groups(self, rows: np.ndarray, pair_of_row: np.ndarray) -> dict[str, np.ndarray]:
         """Rows by the text their template had when each row would have been placed.
 
         A template generalised by a later pair gives rows before that pair its earlier text.
@@ -239,7 +237,7 @@ class LogTemplater:
         ids[rows] = placed.ids[pair_of_row]
         valid[rows] = placed.mined[pair_of_row]
         template_ids = pa.array(ids, _IDS, mask=~valid)
-        template_params = variables_of(lines, placed.groups(rows, pair_of_row, valid[rows]))
+        template_params = variables_of(lines, placed.groups(rows, pair_of_row))
         touched = self._touched(
             table.select(["service", "time_ns", "body"]).append_column("template_id", template_ids),
             placed.states,
