@@ -30,6 +30,12 @@ def register(subparsers: Any) -> None:
         type=int,
         help="MiB of acknowledged data waiting for the store before intake pauses (96)",
     )
+    parser.add_argument(
+        "--flush-interval",
+        default=0.5,
+        type=float,
+        help="longest wait, in seconds, before acknowledged data shows in queries (0.5)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -50,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         limits=ReceiverLimits(max_body_bytes=args.max_body * 1024 * 1024),
         pipeline=PipelineConfig(
             max_pending_bytes=args.max_pending * 1024 * 1024,
+            flush_interval_s=args.flush_interval,
             retention_ns=None if args.retention == "off" else parse_duration_ns(args.retention),
         ),
     )

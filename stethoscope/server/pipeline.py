@@ -54,6 +54,8 @@ class PipelineConfig:
             raise ValueError("max_pending_bytes must be at least 1 MiB")
         if self.batch_rows < 1:
             raise ValueError("batch_rows must be at least 1")
+        if not 0 < self.flush_interval_s <= 60:
+            raise ValueError("the flush interval must be more than 0 and at most 60 seconds")
         self.templates.validate()
 
 
@@ -74,11 +76,12 @@ class PipelineStats:
 class _MinedGroup:
     """A group taken from the writer queue, its log records mined, ready to commit."""
 
-    last_seq: int
-    count: int  # batches taken from the queue
-    nbytes: int  # admitted bytes to release once committed
+    seqs: list[int]
+    nbytes: list[int]  # admitted bytes of each batch, released once it is stored
     batches: list[SignalBatch]
     templates: list[TemplateRow]
+    # Under load the store may hold rows back for its next write (see store/duckdb/rowgroups).
+    whole_row_groups: bool = False
 
 
 class IngestPipeline:
@@ -100,6 +103,7 @@ class IngestPipeline:
         self._wal = WriteAheadLog(wal_config, self._enqueue)
         # One mined group waits while the previous one commits; None tells the writer to stop.
         self._mined: queue.Queue[_MinedGroup | None] = queue.Queue(maxsize=1)
+        self._unstored: deque[tuple[int, int]] = deque()  # (seq, bytes) committed, not stored
         self._miner = threading.Thread(target=self._mine_run, name="steth-miner", daemon=True)
         self._writer = threading.Thread(target=self._write_run, name="steth-writer", daemon=True)
         self._last_prune = 0.0
@@ -112,10 +116,10 @@ class IngestPipeline:
             replay.append((seq, batch))
             rows += batch.accepted
             if rows >= self.config.batch_rows:
-                self._write(replay)
+                self._commit(self._mine(replay, whole_row_groups=True))
                 replay, rows = [], 0
-        if replay:
-            self._write(replay)
+        if replay or self.store.holding:
+            self._commit(self._mine(replay))
         self.stats.replayed_batches = self.stats.written_batches
         self._wal.start()
         self._writer.start()
@@ -172,6 +176,8 @@ class IngestPipeline:
         for thread in (self._miner, self._writer):
             if thread.is_alive():
                 thread.join()
+        if self.store.holding:
+            self._commit(self._mine([]))
         self.templater.close()
         self.store.checkpoint()
         self._wal.release(self.store.applied_seq())
@@ -190,9 +196,9 @@ class IngestPipeline:
         """Miner thread: gather groups, mine them, hand them to the writer in log order."""
         try:
             while True:
-                group = self._collect()
+                group, loaded = self._collect()
                 if group:
-                    self._mined.put(self._mine(group))
+                    self._mined.put(self._mine(group, whole_row_groups=loaded))
                 elif self._stopping:
                     return
         finally:
@@ -204,8 +210,11 @@ class IngestPipeline:
             try:
                 mined = self._mined.get(timeout=self.config.flush_interval_s)
             except queue.Empty:
-                self._maybe_prune()
-                continue
+                if self.store.holding:  # the load has passed: store what is held back
+                    mined = self._mine([])
+                else:
+                    self._maybe_prune()
+                    continue
             if mined is None:
                 return
             while True:
@@ -216,10 +225,11 @@ class IngestPipeline:
                     # The data is safe in the log; keep it and try again rather than lose it.
                     log.exception("store write failed; retrying in %.0f s", WRITE_RETRY_S)
                     time.sleep(WRITE_RETRY_S)
-            self._release(mined.nbytes)
             self._maybe_prune()
 
-    def _collect(self) -> list[tuple[int, SignalBatch]]:
+    def _collect(self) -> tuple[list[tuple[int, SignalBatch]], bool]:
+        """The queued batches once there are enough or the flush interval has passed, and
+        whether they came under load (enough rows, nobody waiting to see them)."""
         deadline = time.monotonic() + self.config.flush_interval_s
         with self._cond:
             while (
@@ -233,13 +243,19 @@ class IngestPipeline:
                 self._cond.wait(remaining)
             group = list(self._queue)
             self._queue.clear()
-        return group
+            loaded = not self._stopping and not self._visible_waiters
+            loaded &= sum(batch.accepted for _, batch in group) >= self.config.batch_rows
+        return group, loaded
 
     def _queued_rows(self) -> int:
         return sum(batch.accepted for _, batch in self._queue)
 
-    def _mine(self, group: list[tuple[int, SignalBatch]]) -> _MinedGroup:
+    def _mine(
+        self, group: list[tuple[int, SignalBatch]], *, whole_row_groups: bool = False
+    ) -> _MinedGroup:
         """Mine a group's log records (retried until it succeeds: the data is in the log)."""
+        if not group:  # nothing new: the store writes what it holds
+            return _MinedGroup([], [], [], [])
         while True:
             try:
                 batches, templates = self.templater.annotate([batch for _, batch in group])
@@ -247,19 +263,27 @@ class IngestPipeline:
             except Exception:
                 log.exception("log mining failed; retrying in %.0f s", WRITE_RETRY_S)
                 time.sleep(WRITE_RETRY_S)
-        nbytes = sum(batch.nbytes for _, batch in group)
-        return _MinedGroup(group[-1][0], len(group), nbytes, batches, templates)
-
-    def _write(self, group: list[tuple[int, SignalBatch]]) -> None:
-        """Mine and commit a group on the calling thread (start-up replay)."""
-        self._commit(self._mine(group))
+        seqs = [seq for seq, _ in group]
+        nbytes = [batch.nbytes for _, batch in group]
+        return _MinedGroup(seqs, nbytes, batches, templates, whole_row_groups)
 
     def _commit(self, mined: _MinedGroup) -> None:
-        self.store.write(mined.batches, applied_seq=mined.last_seq, templates=mined.templates)
-        self._wal.release(mined.last_seq)
+        applied = self.store.write(
+            mined.batches,
+            seqs=mined.seqs,
+            templates=mined.templates,
+            whole_row_groups=mined.whole_row_groups,
+        )
+        self._unstored.extend(zip(mined.seqs, mined.nbytes, strict=True))
+        stored = 0
+        while self._unstored and self._unstored[0][0] <= applied:
+            stored += self._unstored.popleft()[1]
+        self._wal.release(applied)
         with self._cond:
-            self._visible_seq = mined.last_seq
-            self.stats.written_batches += mined.count
+            self._pending_bytes -= stored
+            self.stats.pending_bytes = self._pending_bytes
+            self._visible_seq = max(self._visible_seq, applied)
+            self.stats.written_batches += len(mined.batches)
             self._cond.notify_all()
 
     def _maybe_prune(self) -> None:

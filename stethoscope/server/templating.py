@@ -367,20 +367,21 @@ def logs_table(batches: Sequence[SignalBatch]) -> pa.Table | None:
 def with_templates(
     batches: Sequence[SignalBatch], combined: pa.Table, mined: MinedColumns
 ) -> list[SignalBatch]:
-    """The batches without their logs, followed by one batch of all logs, mined."""
+    """The batches, each with its own log records mined (a slice of `combined`, which holds
+    them in batch order): the store keeps each row's write-ahead log position."""
     table = _set_column(combined, "template_id", mined.template_ids)
     table = _set_column(table, "template_params", mined.template_params)
     if MASKED_COLUMN in table.column_names:  # transient: never stored
         table = table.drop_columns([MASKED_COLUMN])
-    out = [
-        dataclasses.replace(
-            batch,
-            tables={name: t for name, t in batch.tables.items() if name != "logs"},
-            encoded=None,
-        )
-        for batch in batches
-    ]
-    out.append(SignalBatch("logs", tables={"logs": table}, accepted=table.num_rows))
+    out = []
+    start = 0
+    for batch in batches:
+        tables = dict(batch.tables)
+        logs = tables.get("logs")
+        if logs is not None and logs.num_rows:
+            tables["logs"] = table.slice(start, logs.num_rows)
+            start += logs.num_rows
+        out.append(dataclasses.replace(batch, tables=tables, encoded=None))
     return out
 
 

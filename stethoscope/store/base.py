@@ -103,10 +103,16 @@ class Store(Protocol):
         self,
         batches: list[SignalBatch],
         *,
-        applied_seq: int | None = None,
+        seqs: Sequence[int] | None = None,
         templates: Sequence[TemplateRow] = (),
-    ) -> None:
-        """Commit the batches and the templates they touched atomically, with the WAL position."""
+        whole_row_groups: bool = False,
+    ) -> int:
+        """Commit the batches and the templates they touched atomically; with `seqs` (their WAL
+        positions), also the position every row up to which is stored, which it returns.
+
+        `whole_row_groups` lets a store hold rows back for a later write, to insert them in
+        the units it stores best; they count as stored once a write returns their position.
+        """
 
     def template_rows(self) -> list[TemplateRow]:
         """Every stored template, by service and founding order: the miners' saved state."""

@@ -15,6 +15,7 @@ from stethoscope.model.batch import SignalBatch
 from stethoscope.server.pipeline import IngestPipeline, PipelineConfig
 from stethoscope.sources.otlp.decode import decode_traces
 from stethoscope.store.base import TraceQuery
+from stethoscope.store.duckdb.rowgroups import ROW_GROUP_ROWS
 from stethoscope.store.duckdb.store import DuckDBStore
 from stethoscope.store.wal import WalConfig
 
@@ -92,5 +93,40 @@ def test_the_log_is_replayed_into_the_store_exactly_once(tmp_path: Path) -> None
     # Restarting replays nothing that the store already holds.
     again = make_pipeline(tmp_path)
     assert services_with_spans(again.store) == {"once": 5}
+    again.close()
+    again.store.close()
+
+
+def stored_spans(store: DuckDBStore) -> tuple[int, int]:
+    found = store.cursor().execute("SELECT count(*), count(DISTINCT span_id) FROM spans").fetchone()
+    assert found is not None
+    return found[0], found[1]
+
+
+def test_rows_held_back_under_load_are_stored_when_the_load_passes(tmp_path: Path) -> None:
+    # A group of enough rows is "under load": only whole row groups go in at once.
+    pipeline = make_pipeline(tmp_path, batch_rows=1000, flush_interval_s=0.3)
+    n = ROW_GROUP_ROWS + 500
+    pipeline.submit(spans("bulk", time.time_ns(), n=n))
+    wait_written(pipeline)  # the bytes of a batch are released only once all of it is stored
+    assert stored_spans(pipeline.store) == (n, n)
+    assert not pipeline.store.holding
+    pipeline.close()
+    pipeline.store.close()
+
+
+def test_closing_stores_the_rows_held_back(tmp_path: Path) -> None:
+    pipeline = make_pipeline(tmp_path, batch_rows=1000, flush_interval_s=5.0)
+    n = ROW_GROUP_ROWS + 500
+    pipeline.submit(spans("bulk", time.time_ns(), n=n))
+    deadline = time.monotonic() + 30
+    while not pipeline.store.holding and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pipeline.store.holding  # the 500 wait for more load (or 5 s of quiet)
+    pipeline.close()
+    assert stored_spans(pipeline.store) == (n, n)
+    pipeline.store.close()
+    again = make_pipeline(tmp_path)
+    assert stored_spans(again.store) == (n, n)  # and nothing is replayed twice
     again.close()
     again.store.close()

@@ -17,6 +17,9 @@ from conftest import cli_env, free_port, launch_server, run_steth
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from stethoscope.store.duckdb.rowgroups import ROW_GROUP_ROWS
+from stethoscope.store.duckdb.store import DuckDBStore
+
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 
 
@@ -70,20 +73,43 @@ def stored_trace_count(data: Path, service: str) -> int:
     return len(json.loads(out)["traces"])
 
 
+def stored_spans_per_trace(data: Path) -> dict[bytes, int]:
+    """Spans of each trace id in the store file itself."""
+    store = DuckDBStore(data, read_only=True)
+    query = "SELECT trace_hi, trace_lo, count(*) FROM spans GROUP BY ALL"
+    found = store.cursor().execute(query).fetchall()
+    store.close()
+    return {hi.to_bytes(8, "big") + lo.to_bytes(8, "big"): count for hi, lo, count in found}
+
+
 @pytest.mark.slow
-def test_every_acknowledged_span_survives_kill_9(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("traces_per_request", "spans_per_trace", "at_least", "flush_interval"),
+    [
+        (20, 1, 100, "0.5"),
+        # Groups big enough for the writer to store whole row groups and hold the rest back.
+        (100, 10, 2 * ROW_GROUP_ROWS, "10"),
+    ],
+)
+def test_every_acknowledged_span_survives_kill_9(
+    tmp_path: Path,
+    traces_per_request: int,
+    spans_per_trace: int,
+    at_least: int,
+    flush_interval: str,
+) -> None:
     data = tmp_path / "data"
-    process, http_port, _ = start_raw_server(data)
+    process, http_port, _ = start_raw_server(data, "--flush-interval", flush_interval)
     acknowledged: list[bytes] = []
     stop = threading.Event()
 
     def send() -> None:
         with httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=10) as client:
             while not stop.is_set():
-                ids = [os.urandom(16) for _ in range(20)]
+                ids = [os.urandom(16) for _ in range(traces_per_request)]
+                body = span_request("victim", ids, spans_per_trace=spans_per_trace)
                 try:
-                    response = client.post("/v1/traces", content=span_request("victim", ids),
-                                           headers=PROTOBUF)  # fmt: skip
+                    response = client.post("/v1/traces", content=body, headers=PROTOBUF)
                 except httpx.HTTPError:
                     return  # the server is gone: nothing more was acknowledged
                 if response.status_code == 200:
@@ -92,19 +118,25 @@ def test_every_acknowledged_span_survives_kill_9(tmp_path: Path) -> None:
     senders = [threading.Thread(target=send) for _ in range(4)]
     for thread in senders:
         thread.start()
-    time.sleep(3)
+    deadline = time.monotonic() + 30
+    while len(acknowledged) * spans_per_trace < at_least and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1)
     process.kill()  # SIGKILL while requests are in flight
     process.wait()
     stop.set()
     for thread in senders:
         thread.join()
-    assert len(acknowledged) > 100, "the test sent too little to prove anything"
+    assert len(acknowledged) * spans_per_trace >= at_least, "the test sent too little"
 
     process, _, _ = start_raw_server(data)  # replays the write-ahead log
     process.terminate()
     assert process.wait(timeout=60) == 0
-    assert stored_trace_count(data, "victim") >= len(acknowledged)
-    assert stored_trace_count(data, "victim") <= len(acknowledged) + 4 * 20  # in flight at kill
+    stored = stored_spans_per_trace(data)
+    assert all(stored.get(trace_id) == spans_per_trace for trace_id in acknowledged)
+    assert set(stored.values()) == {spans_per_trace}  # none twice, none in part
+    assert len(stored) <= len(acknowledged) + 4 * traces_per_request  # in flight at the kill
+    assert stored_trace_count(data, "victim") == len(stored)
 
 
 @pytest.mark.slow

@@ -35,3 +35,15 @@ def test_a_second_server_on_the_same_ports_or_data_is_refused(start_server) -> N
     )  # fmt: skip
     assert code == 1 and "lock" in err
     assert first.healthy()
+
+
+def test_a_flush_interval_out_of_range_is_one_clear_error(tmp_path: Path) -> None:
+    for interval in ("0", "-1", "61"):
+        code, _, err = run_steth(
+            "up", "--data", str(tmp_path), "--flush-interval", interval,
+            "--http-port", str(free_port()), "--grpc-port", str(free_port()),
+            "--ui-port", str(free_port()),
+        )  # fmt: skip
+        assert code == 2, interval
+        assert "flush interval must be more than 0 and at most 60 seconds" in err
+        assert "Traceback" not in err

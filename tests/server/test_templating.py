@@ -307,16 +307,10 @@ def test_a_table_is_mined_as_if_line_by_line(records: list[tuple[str, str, str]]
         template = miner.match(line)
         want.append((int(template.template_id, 16), extract_variables(template, line)))
     out, _ = LogTemplater().annotate([logs_batch(service, [line]) for service, line in lines])
-    table = out[-1].tables["logs"] if lines else None
-    got = (
-        []
-        if table is None
-        else list(
-            zip(
-                table.column("template_id").to_pylist(),
-                table.column("template_params").to_pylist(),
-                strict=True,
-            )
-        )
-    )
+    assert len(out) == len(lines)  # each batch keeps its own records
+    got = [
+        (row["template_id"], row["template_params"])
+        for batch in out
+        for row in batch.tables["logs"].to_pylist()
+    ]
     assert got == want

@@ -20,6 +20,7 @@ from stethoscope.store.base import (
     Window,
 )
 from stethoscope.store.duckdb import clock, log_queries, peers, profiles, queries
+from stethoscope.store.duckdb.rowgroups import Plan, RowGroups
 from stethoscope.store.duckdb.schema import (
     SCHEMA_VERSION,
     check_readable,
@@ -42,6 +43,8 @@ STORE_FILE = "steth.duckdb"
 # a crash (0.96 s for 91 MB). Measured in the 2026-11 bytes-per-span study (issue 2).
 CHECKPOINT_THRESHOLD = "128MB"
 _ORIGIN_TABLES = {"resources": "resource_id", "scopes": "scope_id"}
+_APPLIED = "wal_applied_seq"  # meta: the last log position whose rows are all stored ...
+_AHEAD = "wal_ahead:"  # ... and, per table, the rows of later positions stored already
 _TIME_COLUMNS = {"spans": "start_ns", "logs": "time_ns", "metric_points": "time_ns"}
 TEMPLATES_SINCE = 2  # the schema version that added log templates
 _UPSERT_TEMPLATES = """
@@ -52,6 +55,13 @@ _UPSERT_TEMPLATES = """
         first_seen_ns = least(templates.first_seen_ns, excluded.first_seen_ns),
         last_seen_ns = greatest(templates.last_seen_ns, excluded.last_seen_ns)
 """
+
+
+def _record_position(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
+    """The log position the store has reached, with the rows it holds beyond it."""
+    con.execute("DELETE FROM meta WHERE key = ? OR starts_with(key, ?)", [_APPLIED, _AHEAD])
+    rows = [(f"{_AHEAD}{name}", count) for name, count in sorted(plan.ahead.items()) if count]
+    con.executemany("INSERT INTO meta VALUES (?, ?)", [(_APPLIED, plan.applied_seq), *rows])
 
 
 def _upsert_templates(con: duckdb.DuckDBPyConnection, rows: Sequence[TemplateRow]) -> None:
@@ -101,6 +111,9 @@ class DuckDBStore:
             self._con.close()
             raise
         self._templated = self.schema_version >= TEMPLATES_SINCE
+        # (A reader never writes: it has no log position to read.)
+        position = (0, {}) if read_only else (self.applied_seq(), self._ahead())
+        self._row_groups = RowGroups(*position, keyed=set(_ORIGIN_TABLES))
 
     def _prepare_schema(self, read_only: bool) -> int:
         """The schema version to read; a writer creates or migrates the schema first."""
@@ -121,18 +134,43 @@ class DuckDBStore:
         self,
         batches: list[SignalBatch],
         *,
-        applied_seq: int | None = None,
+        seqs: Sequence[int] | None = None,
         templates: Sequence[TemplateRow] = (),
+        whole_row_groups: bool = False,
+    ) -> int:
+        """Commit the batches and the templates they touched in one transaction.
+
+        With `seqs` (the batches' write-ahead log positions), the position every row up to
+        which is stored is committed with them and returned; `whole_row_groups` then inserts
+        spans and log records in whole row groups only, holding the rest for the next write
+        (see rowgroups.py). Without `seqs` everything is inserted and 0 returned.
+        """
+        if seqs is None:
+            grouped: dict[str, list[pa.Table]] = {}
+            for batch in batches:
+                for name, table in batch.tables.items():
+                    if table.num_rows:
+                        grouped.setdefault(name, []).append(table)
+            self._commit(grouped, templates, None)
+            return 0
+        plan = self._row_groups.plan(batches, seqs, whole=whole_row_groups)
+        self._commit(plan.tables, templates, plan)
+        self._row_groups.accept(plan)
+        return plan.applied_seq
+
+    @property
+    def holding(self) -> bool:
+        """Whether rows of written batches wait for a later write (see `write`)."""
+        return self._row_groups.holding
+
+    def _commit(
+        self,
+        grouped: dict[str, list[pa.Table]],
+        templates: Sequence[TemplateRow],
+        plan: Plan | None,
     ) -> None:
-        """Commit all batches and the templates they touched in one transaction, with the WAL
-        position they reach."""
         import pyarrow as pa
 
-        grouped: dict[str, list[pa.Table]] = {}
-        for batch in batches:
-            for name, table in batch.tables.items():
-                if table.num_rows:
-                    grouped.setdefault(name, []).append(table)
         with self._lock:
             con = self._con
             con.execute("BEGIN")
@@ -154,20 +192,20 @@ class DuckDBStore:
                         con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM combined")
                 if templates:
                     _upsert_templates(con, templates)
-                if applied_seq is not None:
-                    con.execute(
-                        "INSERT OR REPLACE INTO meta VALUES ('wal_applied_seq', ?)", [applied_seq]
-                    )
+                if plan is not None:
+                    _record_position(con, plan)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
 
+    def _ahead(self) -> dict[str, int]:
+        query = "SELECT key[length($1) + 1:], value FROM meta WHERE starts_with(key, $1)"
+        return dict(self.cursor().execute(query, [_AHEAD]).fetchall())
+
     def applied_seq(self) -> int:
         """The last WAL sequence number whose data is committed (0 when none)."""
-        found = (
-            self.cursor().execute("SELECT value FROM meta WHERE key = 'wal_applied_seq'").fetchone()
-        )
+        found = self.cursor().execute("SELECT value FROM meta WHERE key = ?", [_APPLIED]).fetchone()
         return int(found[0]) if found else 0
 
     def prune(self, *, older_than_ns: int) -> int:
