@@ -12,8 +12,6 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import psutil
-
 ADDRESSES_FILE = "server.json"
 
 
@@ -59,6 +57,8 @@ def read_addresses(data_dir: Path) -> ServerAddresses | None:
         addresses = ServerAddresses(**record)
     except (OSError, ValueError, TypeError):
         return None
+    import psutil  # only now: every CLI command reads this file, and psutil takes ~15 ms
+
     if not psutil.pid_exists(addresses.pid):
         return None
     return addresses
