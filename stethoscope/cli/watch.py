@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stethoscope.analysis.watch import WatchEvent, WatchState
 from stethoscope.cli import common
 from stethoscope.cli.source import ApiSource, open_source
 from stethoscope.errors import DataError, UsageError
 from stethoscope.model.timeutil import NS_PER_S, format_ns, now_ns, parse_duration_ns
 
 if TYPE_CHECKING:
+    from stethoscope.analysis.watch import WatchEvent
     from stethoscope.cli.webhook import WebhookSender
 
 __all__ = ["WatchOptions", "format_event", "register"]
@@ -94,6 +94,8 @@ def run_watch(args: argparse.Namespace) -> int:
     """Tick until stopped; exit 0 on SIGINT or SIGTERM."""
     options = WatchOptions.from_args(args)
     webhook = _webhook(args.webhook)
+    from stethoscope.analysis.watch import WatchState  # only here: it loads the analysis
+
     state = WatchState()
     data, token = common.data_dir(args), common.token(args)
     with _stop_on_signals() as stopped:
