@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import pytest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 
 from stethoscope.model.codes import ValueType
-from stethoscope.sources.otlp.columns import FlatAttributes
-from stethoscope.sources.otlp.rawattrs import RawAttributes
+from stethoscope.sources.otlp.columns import FlatAttributes, encode_values
+from stethoscope.sources.otlp.rawattrs import RawAttributes, RawValues, parsed_bodies
 
 
 def kv(key: str, **value: object) -> KeyValue:
@@ -115,3 +116,40 @@ def test_strings_named_gives_the_first_string_of_each_record() -> None:
     ]
 
     assert raw(records).strings_named("event.name") == {0: "process.start", 2: "late", 3: "a"}
+
+
+def located_values(serialized: list[bytes | None]) -> RawValues | None:
+    """RawValues of these serialized AnyValues (None: no value) laid out in one buffer."""
+    data = b"".join(value or b"" for value in serialized)
+    lengths = np.array([len(value or b"") for value in serialized], np.int64)
+    starts = np.cumsum(lengths) - lengths
+    starts[[value is None for value in serialized]] = -1
+    buffer = np.frombuffer(data + bytes(32), np.uint8)
+    return RawValues.located(buffer, starts, lengths, parsed_bodies)
+
+
+def test_values_without_keys_read_as_message_decoding_reads_them() -> None:
+    values = [pair.value for pair in VALUES] + [nested(40), AnyValue()]
+    serialized: list[bytes | None] = [value.SerializeToString() for value in values] + [None]
+
+    found = located_values(serialized)
+
+    types, texts, too_deep = encode_values([*values, AnyValue()])
+    assert found is not None
+    assert found.types.tolist() == types
+    assert found.texts.to_pylist() == texts
+    assert found.nested == too_deep == {len(VALUES)}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(b"\x0a\x02\xff\xfe", id="string-not-utf8"),
+        pytest.param(b"\x0a\x0atruncated", id="truncated"),
+        pytest.param(b"\x32\x05\x0a\x03\x0a\x01\xff", id="kvlist-key-not-utf8"),
+    ],
+)
+def test_a_value_protobuf_would_refuse_fails_them_all(value: bytes) -> None:
+    good = AnyValue(string_value="fine").SerializeToString()
+
+    assert located_values([good, value, good]) is None

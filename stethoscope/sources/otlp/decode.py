@@ -3,10 +3,11 @@
 A record with an invalid id or absurd nesting is rejected alone and counted, so that the
 receiver can answer with an exact `partial_success`; everything else in the request is kept.
 
-Spans arrive as raw bytes (`rawattrs.as_raw`) and are read on the wire for the whole request
-at once (`wire.Walk`): that is about half the cost of reading their message objects field by
-field. A request the walk does not read as protobuf would (an unusual encoding, text that is not
-UTF-8) is parsed in full and decoded from its span messages, the reference the walk must match.
+Spans and log records arrive as raw bytes (`rawattrs.as_raw`) and are read on the wire for the
+whole request at once (`wire.Walk`), attributes and log bodies in place: that is about half the
+cost of reading their message objects field by field. A request the walk does not read as
+protobuf would (an unusual encoding, text that is not UTF-8, a malformed body) is parsed in full
+and decoded from its messages, the reference the walk must match.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from stethoscope.errors import Rejected
-from stethoscope.logs.masking import MASKED_COLUMN, masked_lines
+from stethoscope.logs.masking import MASKED_COLUMN, masked_column, masked_lines
 from stethoscope.model.batch import SignalBatch
 from stethoscope.model.schema import EVENT, LINK, LOGS, SPANS
 from stethoscope.sources.otlp.columns import (
@@ -35,14 +36,31 @@ from stethoscope.sources.otlp.columns import (
     owners,
 )
 from stethoscope.sources.otlp.decode_metrics import decode_metrics
-from stethoscope.sources.otlp.origins import Origins
-from stethoscope.sources.otlp.rawattrs import RawAttributes, as_raw, full_request, strings_at
-from stethoscope.sources.otlp.wire import FIXED32, FIXED64, LEN, PAD, VARINT, Field, Layout, Walk
+from stethoscope.sources.otlp.origins import Origins, Records
+from stethoscope.sources.otlp.rawattrs import (
+    RawAttributes,
+    RawValues,
+    as_raw,
+    full_request,
+    parsed_bodies,
+)
+from stethoscope.sources.otlp.wire import (
+    FIXED32,
+    FIXED64,
+    LEN,
+    PAD,
+    VARINT,
+    Field,
+    Layout,
+    Walk,
+    utf8_strings,
+)
 
 __all__ = ["decode_logs", "decode_metrics", "decode_traces"]
 
 NESTING = "an attribute value nested too deeply"
 INVALID = "an attribute that cannot be parsed (malformed, nested too deeply, or not UTF-8)"
+BODY_NESTING = "a body nested too deeply"
 EVENT_NAME_KEY = "event.name"
 INT64_MAX = (1 << 63) - 1
 UINT32 = 0xFFFF_FFFF
@@ -61,6 +79,20 @@ _SPAN = Layout(
     Field(14, VARINT),  # dropped_links_count
     Field(15, LEN),  # status
     Field(16, FIXED32),  # flags
+)
+# The fields of log records (opentelemetry/proto/logs/v1/logs.proto; 4 is reserved).
+_LOG = Layout(
+    Field(1, FIXED64),  # time_unix_nano
+    Field(2, VARINT),  # severity_number
+    Field(3, LEN),  # severity_text
+    Field(5, LEN),  # body
+    Field(6, LEN, repeated=True),  # attributes
+    Field(7, VARINT),  # dropped_attributes_count
+    Field(8, FIXED32),  # flags
+    Field(9, LEN),  # trace_id
+    Field(10, LEN),  # span_id
+    Field(11, FIXED64),  # observed_time_unix_nano
+    Field(12, LEN),  # event_name
 )
 _STATUS = Layout(Field(2, LEN), Field(3, VARINT))  # message, code
 _EVENT = Layout(Field(1, FIXED64), Field(2, LEN), Field(3, LEN, repeated=True), Field(4, VARINT))
@@ -153,7 +185,7 @@ def _walked_spans(raw: list[bytes], rejections: Rejections) -> list[pa.Array] | 
     """Span columns (trace id to dropped_links_count) read on the wire; None if unusual."""
     lengths = np.fromiter(map(len, raw), np.int64, len(raw))
     ends = np.cumsum(lengths)
-    buffer = np.frombuffer(b"".join(raw) + PAD, np.uint8)
+    buffer = np.frombuffer(b"".join([*raw, PAD]), np.uint8)
     spans = Walk(buffer, ends - lengths, ends, _SPAN)
     if spans.unusual.any():  # (its fields may point anywhere: walk nothing inside it)
         return None
@@ -168,20 +200,20 @@ def _walked_spans(raw: list[bytes], rejections: Rejections) -> list[pa.Array] | 
     message_at, message_size = np.zeros((2, len(raw)), np.int64)
     message_at[with_status], message_size[with_status] = status.at(2), status.size(2)
     texts = [
-        _text(buffer, spans.at(3), spans.size(3)),
-        _text(buffer, spans.at(5), spans.size(5)),
-        _text(buffer, message_at, message_size),
-        _text(buffer, events.at(2), events.size(2)),
-        _text(buffer, links.at(3), links.size(3)),
+        spans.text(3),
+        spans.text(5),
+        utf8_strings(buffer, message_at, message_size),
+        events.text(2),
+        links.text(3),
     ]
     if any(text is None for text in texts):  # not UTF-8: protobuf rejects the whole request
         return None
     trace_state, name, message, event_names, link_states = texts
-    (hi, lo), bad = _ids(spans, 1, 16, required=True)
+    (hi, lo), bad = spans.ids(1, 16, required=True)
     rejections.add(bad, "invalid trace id (need 16 bytes, not all zero)")
-    (span_ids,), bad = _ids(spans, 2, 8, required=True)
+    (span_ids,), bad = spans.ids(2, 8, required=True)
     rejections.add(bad, "invalid span id (need 8 bytes, not all zero)")
-    (parent_ids,), bad = _ids(spans, 4, 8, required=False)
+    (parent_ids,), bad = spans.ids(4, 8, required=False)
     rejections.add(bad, "invalid parent span id (need 8 bytes or none)")
     attributes = _located_attributes(spans, 9)
     rejections.add(attributes.bad_records, NESTING)
@@ -213,34 +245,6 @@ def _inner(outer: Walk, number: int, which: np.ndarray, layout: Layout) -> Walk:
     """The walk of the singular message field `number` of the records `which`."""
     at = outer.at(number)[which]
     return Walk(outer.buffer, at, at + outer.size(number)[which], layout)
-
-
-def _text(buffer: np.ndarray, at: np.ndarray, size: np.ndarray) -> pa.Array | None:
-    """A string column from pieces of the buffer; None when one is not UTF-8."""
-    strings = strings_at(buffer, at, size)
-    try:
-        strings.validate(full=True)
-    except pa.ArrowInvalid:
-        return None
-    return strings
-
-
-def _ids(walk: Walk, number: int, width: int, *, required: bool) -> tuple[np.ndarray, set[int]]:
-    """Ids as big-endian uint64 words (one row per word), and the records with invalid ones.
-
-    As `checked_ids`: valid is `width` bytes, not all zero, or none when not `required`;
-    invalid and missing ids read as zero.
-    """
-    size = walk.size(number)
-    exact = size == width
-    places = np.where(exact, walk.at(number), 0)[:, None] + np.arange(width)
-    raw = walk.buffer[places]
-    bad = ~exact | ~raw.any(axis=1)
-    if not required:
-        bad &= size > 0
-    words = raw.view(">u8").astype(np.uint64)
-    words[bad | ~exact] = 0
-    return words.T, set(np.flatnonzero(bad).tolist())
 
 
 def _located_attributes(walk: Walk, number: int) -> RawAttributes:
@@ -277,8 +281,8 @@ def _walked_events(
 def _walked_links(
     links: Walk, owners: np.ndarray, states: pa.Array, count: int, rejections: Rejections
 ) -> pa.Array:
-    (hi, lo), bad_traces = _ids(links, 1, 16, required=True)
-    (span_ids,), bad_spans = _ids(links, 2, 8, required=True)
+    (hi, lo), bad_traces = links.ids(1, 16, required=True)
+    (span_ids,), bad_spans = links.ids(2, 8, required=True)
     attributes = _located_attributes(links, 4)
     rejections.add(_owners_of(owners, bad_traces | bad_spans), "a link with an invalid id")
     rejections.add(_owners_of(owners, attributes.bad_records), f"{NESTING} in a link")
@@ -320,9 +324,7 @@ def decode_traces(request: ExportTraceServiceRequest, *, imported: bool = False)
     if walked is None:  # something only protobuf reads as it should: decode messages
         return _decode_span_messages(_parsed_spans(request), imported)
     columns = [
-        pa.array(found.resource_ids, pa.uint64()),
-        pa.array(found.scope_ids, pa.uint64()),
-        pa.array(found.services, pa.string()),
+        *found.columns(),
         *walked,
         _imported(len(found.items), imported),
     ]
@@ -359,9 +361,7 @@ def _decode_span_messages(request: Any, imported: bool) -> SignalBatch:
     statuses = [span.status for span in spans]
     hi, lo = id_halves(trace_ids)
     columns = [
-        pa.array(found.resource_ids, pa.uint64()),
-        pa.array(found.scope_ids, pa.uint64()),
-        pa.array(found.services, pa.string()),
+        *found.columns(),
         pa.array(hi, pa.uint64()),
         pa.array(lo, pa.uint64()),
         pa.array(id_values(span_ids), pa.uint64()),
@@ -386,20 +386,135 @@ def _decode_span_messages(request: Any, imported: bool) -> SignalBatch:
     return rejections.finish(batch, "spans", pa.Table.from_arrays(columns, schema=SPANS))
 
 
-def _event_names(records: list[Any], attributes: RawAttributes) -> list[str]:
+def decode_logs(request: ExportLogsServiceRequest, *, imported: bool = False) -> SignalBatch:
+    """Log records of an export request as the logs, resources and scopes tables."""
+    request = as_raw("logs", request)
+    origins = Origins()
+    found = origins.gather(request.resource_logs, "scope_logs", "log_records")
+    rejections = Rejections("log records")
+    walked = _walked_logs(found.items, imported, rejections) if found.items else None
+    if walked is None:  # something only protobuf reads as it should: decode messages
+        return _decode_log_messages(_parsed_logs(request), imported)
+    columns, bodies = walked
+    body_lists = (bodies.types.tolist(), bodies.texts.to_pylist())
+    return _logs_batch(origins, found, columns, body_lists, rejections, imported)
+
+
+def _walked_logs(
+    raw: list[bytes], imported: bool, rejections: Rejections
+) -> tuple[list[pa.Array], RawValues] | None:
+    """Log columns (time to event name) and bodies read on the wire; None if unusual."""
+    lengths = np.fromiter(map(len, raw), np.int64, len(raw))
+    ends = np.cumsum(lengths)
+    buffer = np.frombuffer(b"".join([*raw, PAD]), np.uint8)
+    logs = Walk(buffer, ends - lengths, ends, _LOG)
+    if logs.unusual.any():  # (its fields may point anywhere: read nothing inside it)
+        return None
+    severity_text = logs.text(3)
+    event_names = logs.text(12)
+    bodies = RawValues.located(buffer, logs.at(5), logs.size(5), parsed_bodies)
+    if severity_text is None or event_names is None or bodies is None:
+        return None  # not UTF-8, or a malformed body: protobuf rejects the whole request
+    (hi, lo), bad = logs.ids(9, 16, required=False)
+    rejections.add(bad, "invalid trace id (need 16 bytes or none)")
+    (span_ids,), bad = logs.ids(10, 8, required=False)
+    rejections.add(bad, "invalid span id (need 8 bytes or none)")
+    attributes = _located_attributes(logs, 6)
+    rejections.add(attributes.bad_records, NESTING)
+    rejections.add(attributes.invalid_records, INVALID)
+    rejections.add(bodies.nested, BODY_NESTING)
+    times, observed = _log_times(
+        _nanos(logs.fixed(1, 8)), _nanos(logs.fixed(11, 8)), imported=imported
+    )
+    columns = [
+        pa.array(times, pa.int64()),
+        pa.array(observed, pa.int64()),
+        pa.array(_codes(logs.varint(2)), pa.uint8()),
+        severity_text,
+        pa.array(bodies.types, pa.uint8()),
+        bodies.texts,
+        attributes.to_arrow(),
+        pa.array(_uint32(logs.varint(7)), pa.uint32()),
+        pa.array(logs.fixed(8, 4).astype(np.uint32), pa.uint32()),
+        pa.array(hi, pa.uint64()),
+        pa.array(lo, pa.uint64()),
+        pa.array(span_ids, pa.uint64()),
+        _with_event_names(event_names, attributes),
+    ]
+    return columns, bodies
+
+
+def _log_times(
+    times: np.ndarray, observed: np.ndarray, *, imported: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(time, observed time) of records, with the defaults the OTLP logs data model gives."""
+    if not imported:
+        # A collector sets the observed time when the sender did not (OTLP logs data model).
+        observed = np.where(observed == 0, time.time_ns(), observed)
+    # The spec lets time be 0 (unknown); the observed time is the best we have then.
+    return np.where(times == 0, observed, times), observed
+
+
+def _with_event_names(names: pa.Array, attributes: RawAttributes) -> pa.Array:
     """Each record's event name: its `event_name` field, else its `event.name` attribute.
 
     Many SDKs send an event only as the attribute (the older OTel event convention).
     """
-    names = [record.event_name for record in records]
-    for owner, name in attributes.strings_named(EVENT_NAME_KEY).items():
-        names[owner] = names[owner] or name
-    return names
+    named = attributes.strings_named(EVENT_NAME_KEY)
+    if not named:
+        return names
+    listed = names.to_pylist()
+    for owner, name in named.items():
+        listed[owner] = listed[owner] or name
+    return pa.array(listed, pa.string())
 
 
-def decode_logs(request: ExportLogsServiceRequest, *, imported: bool = False) -> SignalBatch:
-    """Log records of an export request as the logs, resources and scopes tables."""
-    request = as_raw("logs", request)
+def _logs_batch(
+    origins: Origins,
+    found: Records,
+    columns: list[pa.Array],
+    bodies: tuple[list[int], list[str]],
+    rejections: Rejections,
+    imported: bool,
+) -> SignalBatch:
+    """The logs table from its columns (time to event name), masked lines added, in a batch."""
+    count = len(found.items)
+    table = pa.Table.from_arrays(
+        [
+            *found.columns(),
+            *columns,
+            _imported(count, imported),
+            pa.nulls(count, pa.uint64()),  # template_id: the writer mines it
+            pa.nulls(count, pa.list_(pa.string())),  # template_params
+        ],
+        schema=LOGS,
+    )
+    # Masking is the stateless part of template mining: done here, in the decode workers, it
+    # is off the writer's path. The writer drops the column before the store sees the records.
+    table = table.append_column(MASKED_COLUMN, _masked(*bodies))
+    batch = SignalBatch("logs", tables=origins.tables())
+    return rejections.finish(batch, "logs", table)
+
+
+def _masked(body_types: list[int], bodies: list[str]) -> pa.Array:
+    """The masked line of each record (`masked_lines`, kept as the array it is made as)."""
+    try:
+        return masked_column(body_types, bodies)
+    except (pa.ArrowException, UnicodeError):  # what `masked_lines` masks one by one
+        return pa.array(masked_lines(body_types, bodies), pa.string())
+
+
+def _parsed_logs(request: Any) -> Any:
+    """The request with its records parsed; Rejected, as its body would be, when malformed."""
+    try:
+        return full_request(request.SerializeToString(), "logs")
+    except (DecodeError, RecursionError) as error:
+        name = ExportLogsServiceRequest.__name__
+        raise Rejected(f"body is not a valid {name}: {error}") from None
+
+
+def _decode_log_messages(request: Any, imported: bool) -> SignalBatch:
+    """Log records read field by field from their messages: the reference the walk must match."""
     origins = Origins()
     found = origins.gather(request.resource_logs, "scope_logs", "log_records")
     records = found.items
@@ -412,19 +527,15 @@ def decode_logs(request: ExportLogsServiceRequest, *, imported: bool = False) ->
     rejections.add(attributes.bad_records, NESTING)
     rejections.add(attributes.invalid_records, INVALID)
     body_types, body_texts, bad = encode_values([record.body for record in records])
-    rejections.add(bad, "a body nested too deeply")
-    observed = nanos([record.observed_time_unix_nano for record in records])
-    if not imported:
-        # A collector sets the observed time when the sender did not (OTLP logs data model).
-        observed = np.where(observed == 0, time.time_ns(), observed)
-    times = nanos([record.time_unix_nano for record in records])
-    # The spec lets time be 0 (unknown); the observed time is the best we have then.
-    times = np.where(times == 0, observed, times)
+    rejections.add(bad, BODY_NESTING)
+    times, observed = _log_times(
+        nanos([record.time_unix_nano for record in records]),
+        nanos([record.observed_time_unix_nano for record in records]),
+        imported=imported,
+    )
     hi, lo = id_halves(trace_ids)
+    event_names = pa.array([record.event_name for record in records], pa.string())
     columns = [
-        pa.array(found.resource_ids, pa.uint64()),
-        pa.array(found.scope_ids, pa.uint64()),
-        pa.array(found.services, pa.string()),
         pa.array(times, pa.int64()),
         pa.array(observed, pa.int64()),
         pa.array(enum_codes([record.severity_number for record in records]), pa.uint8()),
@@ -437,15 +548,6 @@ def decode_logs(request: ExportLogsServiceRequest, *, imported: bool = False) ->
         pa.array(hi, pa.uint64()),
         pa.array(lo, pa.uint64()),
         pa.array(id_values(span_ids), pa.uint64()),
-        pa.array(_event_names(records, attributes), pa.string()),
-        _imported(len(records), imported),
-        pa.nulls(len(records), pa.uint64()),  # template_id: the writer mines it
-        pa.nulls(len(records), pa.list_(pa.string())),  # template_params
+        _with_event_names(event_names, attributes),
     ]
-    table = pa.Table.from_arrays(columns, schema=LOGS)
-    # Masking is the stateless part of template mining: done here, in the decode workers, it
-    # is off the writer's path. The writer drops the column before the store sees the records.
-    masked = pa.array(masked_lines(body_types, body_texts), pa.string())
-    table = table.append_column(MASKED_COLUMN, masked)
-    batch = SignalBatch("logs", tables=origins.tables())
-    return rejections.finish(batch, "logs", table)
+    return _logs_batch(origins, found, columns, (body_types, body_texts), rejections, imported)

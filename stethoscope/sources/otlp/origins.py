@@ -7,6 +7,7 @@ from functools import lru_cache
 from itertools import accumulate
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
@@ -25,9 +26,37 @@ class Records:
     """Every record of one signal in a request, with the ids of where each came from."""
 
     items: list[Any] = field(default_factory=list)
-    resource_ids: list[int] = field(default_factory=list)
-    scope_ids: list[int] = field(default_factory=list)
-    services: list[str] = field(default_factory=list)
+    # One (record count, resource id, scope id, service) per scope met, in record order.
+    groups: list[tuple[int, int, int, str]] = field(default_factory=list)
+
+    @property
+    def resource_ids(self) -> list[int]:
+        """Each record's resource id."""
+        return [resource_id for n, resource_id, _, _ in self.groups for _ in range(n)]
+
+    @property
+    def scope_ids(self) -> list[int]:
+        """Each record's scope id."""
+        return [scope_id for n, _, scope_id, _ in self.groups for _ in range(n)]
+
+    @property
+    def services(self) -> list[str]:
+        """Each record's service name."""
+        return [service for n, _, _, service in self.groups for _ in range(n)]
+
+    def columns(self) -> list[pa.Array]:
+        """The resource_id, scope_id and service columns of the records."""
+        # A few groups repeated over many records: made from one value per group.
+        counts = np.array([n for n, _, _, _ in self.groups], np.int64)
+        group_of = np.repeat(np.arange(len(self.groups)), counts)
+        resource_ids = np.array([resource_id for _, resource_id, _, _ in self.groups], np.uint64)
+        scope_ids = np.array([scope_id for _, _, scope_id, _ in self.groups], np.uint64)
+        services = pa.array([service for _, _, _, service in self.groups], pa.string())
+        return [
+            pa.array(resource_ids[group_of], pa.uint64()),
+            pa.array(scope_ids[group_of], pa.uint64()),
+            services.take(pa.array(group_of)),
+        ]
 
 
 Triples = tuple[tuple[str, int, str], ...]  # an attribute set as (key, ValueType, text)
@@ -38,8 +67,9 @@ class Origins:
     """Resources and scopes met in one request; `tables()` gives one row for each."""
 
     def __init__(self) -> None:
-        self._resources: dict[int, Row] = {}
-        self._scopes: dict[int, Row] = {}
+        # The row of each resource and scope met, as a one-row batch of its table.
+        self._resources: dict[int, pa.RecordBatch] = {}
+        self._scopes: dict[int, pa.RecordBatch] = {}
 
     def gather(self, groups: Any, scope_field: str, record_field: str) -> Records:
         """All records under `groups` (e.g. resource_spans / scope_spans / spans)."""
@@ -49,58 +79,53 @@ class Origins:
             for scoped in getattr(group, scope_field):
                 scope_id = self._scope(scoped.scope, scoped.schema_url)
                 items = getattr(scoped, record_field)
-                n = len(items)
                 found.items.extend(items)
-                found.resource_ids.extend([resource_id] * n)
-                found.scope_ids.extend([scope_id] * n)
-                found.services.extend([service] * n)
+                found.groups.append((len(items), resource_id, scope_id, service))
         return found
 
     def _resource(self, resource: Any, schema_url: str) -> tuple[int, str]:
-        resource_id, row = _resource_identity(
+        resource_id, row, batch = _resource_identity(
             schema_url, resource.SerializeToString(deterministic=True)
         )
-        self._resources.setdefault(resource_id, row)
+        self._resources.setdefault(resource_id, batch)
         return resource_id, row[1]
 
     def _scope(self, scope: Any, schema_url: str) -> int:
-        scope_id, row = _scope_identity(schema_url, scope.SerializeToString(deterministic=True))
-        self._scopes.setdefault(scope_id, row)
+        scope_id, _, batch = _scope_identity(
+            schema_url, scope.SerializeToString(deterministic=True)
+        )
+        self._scopes.setdefault(scope_id, batch)
         return scope_id
 
     def tables(self) -> dict[str, pa.Table]:
         """The resources and scopes tables of the request."""
         return {
-            "resources": _origin_table(self._resources, RESOURCES),
-            "scopes": _origin_table(self._scopes, SCOPES),
+            "resources": _joined(self._resources, RESOURCES),
+            "scopes": _joined(self._scopes, SCOPES),
         }
 
 
 @lru_cache(maxsize=IDENTITY_CACHE)
-def _resource_identity(schema_url: str, serialized: bytes) -> tuple[int, Row]:
-    """The id and row (attributes, service, instance, schema URL, dropped) of a Resource."""
+def _resource_identity(schema_url: str, serialized: bytes) -> tuple[int, Row, pa.RecordBatch]:
+    """The id, row (attributes, service, instance, schema URL, dropped) and its batch."""
     resource = Resource.FromString(serialized)
     triples = tuple(_single(resource.attributes).record(0))
     values = {key: text for key, _, text in triples}
     service = values.get("service.name") or UNKNOWN_SERVICE
     instance = values.get("service.instance.id", "")
     row = (triples, service, instance, schema_url, resource.dropped_attributes_count)
-    return attributes_digest(schema_url, list(triples)), row
+    resource_id = attributes_digest(schema_url, list(triples))
+    return resource_id, row, _row_batch(resource_id, row, RESOURCES)
 
 
 @lru_cache(maxsize=IDENTITY_CACHE)
-def _scope_identity(schema_url: str, serialized: bytes) -> tuple[int, Row]:
-    """The id and row (attributes, name, version, schema URL, dropped) of a scope."""
+def _scope_identity(schema_url: str, serialized: bytes) -> tuple[int, Row, pa.RecordBatch]:
+    """The id, row (attributes, name, version, schema URL, dropped) and batch of a scope."""
     scope = InstrumentationScope.FromString(serialized)
     triples = tuple(_single(scope.attributes).record(0))
     scope_id = attributes_digest(f"{schema_url}\x1d{scope.name}\x1d{scope.version}", list(triples))
-    return scope_id, (
-        triples,
-        scope.name,
-        scope.version,
-        schema_url,
-        scope.dropped_attributes_count,
-    )
+    row = (triples, scope.name, scope.version, schema_url, scope.dropped_attributes_count)
+    return scope_id, row, _row_batch(scope_id, row, SCOPES)
 
 
 def _single(key_values: Any) -> FlatAttributes:
@@ -109,6 +134,17 @@ def _single(key_values: Any) -> FlatAttributes:
         # A resource or scope that cannot be kept makes the whole request unusable.
         raise BadRecord("resource or scope attribute nested too deeply")
     return attributes
+
+
+def _row_batch(key: int, row: Row, schema: pa.Schema) -> pa.RecordBatch:
+    """One resource or scope row, made once per identity: joining rows is cheaper."""
+    return _origin_table({key: row}, schema).combine_chunks().to_batches()[0]
+
+
+def _joined(batches: dict[int, pa.RecordBatch], schema: pa.Schema) -> pa.Table:
+    if not batches:
+        return _origin_table({}, schema)
+    return pa.Table.from_batches([pa.concat_batches(list(batches.values()))])
 
 
 def _origin_table(rows: dict[int, Row], schema: pa.Schema) -> pa.Table:

@@ -7,6 +7,10 @@ value starts and ends, and notes it. Only the common encodings are read (tags of
 bytes, each singular field at most once, known fields with their own wire type, unknown fields
 of the plain wire types); a record with anything else is `unusual`, and the caller decodes its
 request with protobuf instead, so that every input gives what message decoding gives.
+
+Values are then read for all records at once, each with a single gather where it can be: fixed
+width integers and ids through a view of the buffer as integers starting at every byte, texts as
+pieces of the buffer made into one string array.
 """
 
 from __future__ import annotations
@@ -14,8 +18,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
-__all__ = ["FIXED32", "FIXED64", "LEN", "PAD", "VARINT", "Field", "Layout", "Walk"]
+__all__ = [
+    "FIXED32",
+    "FIXED64",
+    "LEN",
+    "PAD",
+    "VARINT",
+    "Field",
+    "Layout",
+    "Walk",
+    "integers_at",
+    "strings_at",
+    "utf8_strings",
+    "varints",
+]
 
 VARINT, FIXED64, LEN, FIXED32 = 0, 1, 2, 5
 # Reads past a record's end (a tag, a varint) land here, never outside the buffer.
@@ -123,19 +141,23 @@ class Walk:
         value_at = position[which] + (1 if tag < 0x80 else 2)
         if field.wire_type in (FIXED64, FIXED32):
             data_at, size = value_at, np.full(len(which), 8 if field.wire_type == FIXED64 else 4)
-            lost = np.zeros(len(which), bool)
+            after = data_at + size
+            lost = after > ends[which]
         else:
             data_at, size, lost = self._varint_at(value_at, field.wire_type == LEN)
-        after = data_at + size
-        lost |= after > ends[which]
-        if field.repeated:
+            after = data_at + size
+            lost |= after > ends[which]
+        if lost.any():
+            # A record left to the step walk ends up away from its end: position -1 (a pad byte).
+            position[which[lost]] = -1
             kept = ~lost
-            self._pieces.append((np.full(kept.sum(), slot), which[kept], data_at[kept], size[kept]))
+            which, data_at, size, after = which[kept], data_at[kept], size[kept], after[kept]
+        if field.repeated:
+            self._pieces.append((np.full(len(which), slot), which, data_at, size))
         else:
-            self._at[slot, which[~lost]] = data_at[~lost]
-            self._size[slot, which[~lost]] = size[~lost]
-        # A record left to the step walk ends up away from its end: position -1 (a pad byte).
-        position[which] = np.where(lost, -1, after)
+            self._at[slot, which] = data_at
+            self._size[slot, which] = size
+        position[which] = after
         return True
 
     def _varint_at(
@@ -276,14 +298,65 @@ class Walk:
         present = np.flatnonzero(at >= 0)
         values = np.zeros(len(at), np.uint64)
         if len(present):
-            places = at[present][:, None] + np.arange(width)
-            raw = self.buffer[places].view(np.dtype(f"<u{width}")).ravel()
-            values[present] = raw
+            values[present] = integers_at(self.buffer, at[present], width, "<")
         return values
+
+    def ids(self, number: int, width: int, *, required: bool) -> tuple[np.ndarray, set[int]]:
+        """Ids as big-endian uint64 words (one row per word), and the records with invalid ones.
+
+        As `columns.checked_ids`: valid is `width` bytes, not all zero, or none when not
+        `required`; invalid and missing ids read as zero.
+        """
+        size = self.size(number)
+        exact = size == width
+        at = np.where(exact, self.at(number), 0)
+        words = np.stack([integers_at(self.buffer, at + k, 8, ">") for k in range(0, width, 8)])
+        bad = ~exact | ~words.any(axis=0)
+        if not required:
+            bad &= size > 0
+        words[:, bad | ~exact] = 0
+        return words, set(np.flatnonzero(bad).tolist())
+
+    def text(self, number: int) -> pa.Array | None:
+        """Each record's string field `number` ("" when absent); None when one is not UTF-8."""
+        return utf8_strings(self.buffer, self.at(number), self.size(number))
+
+
+def utf8_strings(buffer: np.ndarray, at: np.ndarray, size: np.ndarray) -> pa.Array | None:
+    """A string column from pieces of the buffer; None when one is not UTF-8."""
+    strings = strings_at(buffer, at, size)
+    try:
+        strings.validate(full=True)
+    except pa.ArrowInvalid:
+        return None
+    return strings
+
+
+def strings_at(source: np.ndarray, at: np.ndarray, length: np.ndarray) -> pa.Array:
+    """Pieces of `source` as one string array (UTF-8 not yet checked: `validate(full=True)`)."""
+    offsets = np.zeros(len(at) + 1, np.int32)
+    np.cumsum(length, out=offsets[1:])
+    picks = np.repeat((at - offsets[:-1]).astype(np.int32), length)
+    picks += np.arange(int(offsets[-1]), dtype=np.int32)
+    data = source.take(picks)
+    return pa.StringArray.from_buffers(len(at), pa.py_buffer(offsets), pa.py_buffer(data))
+
+
+def integers_at(buffer: np.ndarray, at: np.ndarray, width: int, order: str) -> np.ndarray:
+    """The `width`-byte integers (byte order `order`, "<" or ">") at `at`, as uint64."""
+    # A view of the buffer as integers starting at every byte: one gather reads them all.
+    view = np.ndarray((len(buffer) - width + 1,), np.dtype(f"{order}u{width}"), buffer, 0, (1,))
+    return view[at].astype(np.uint64)
 
 
 def varints(buffer: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(byte width, value as uint64) of the varints at `at`; width 0 when over 10 bytes."""
+    first = buffer[at].astype(np.uint64)
+    second = buffer[at + 1].astype(np.uint64)
+    one = first < 0x80
+    if (one | (second < 0x80)).all():  # one or two bytes, the usual widths: in a few steps
+        two = (first & np.uint64(0x7F)) | (second << np.uint64(7))
+        return np.where(one, 1, 2), np.where(one, first, two)
     value = np.zeros(len(at), np.uint64)
     width = np.zeros(len(at), np.int64)
     going = np.ones(len(at), bool)
