@@ -23,6 +23,7 @@ from stethoscope.errors import Overloaded
 from stethoscope.model.batch import SignalBatch
 
 MAGIC = b"STWAL01\n"
+INFINITE_SEQ = 1 << 64  # past every sequence number
 RECORD_HEADER = struct.Struct("<IIQBI")  # length, crc32, seq, signal, accepted
 SIGNAL_CODES = {"traces": 1, "logs": 2, "metrics": 3}
 SIGNAL_NAMES = {code: name for name, code in SIGNAL_CODES.items()}
@@ -98,6 +99,8 @@ class WriteAheadLog:
             config.max_pending
         )
         self._next_seq = 1
+        # Until `recover` has read every segment, where the last one ends is not known.
+        self._recovered = not _segments(self.directory)
         self._file: object = None
         self._current_path: Path | None = None
         self._thread: threading.Thread | None = None
@@ -118,6 +121,7 @@ class WriteAheadLog:
                 if seq > applied_seq:
                     yield seq, batch
         self._next_seq = last_seq + 1
+        self._recovered = True
 
     def start(self) -> None:
         """Open a fresh segment and start the log thread (after `recover`)."""
@@ -145,7 +149,9 @@ class WriteAheadLog:
         segments = _segments(self.directory)
         if not segments:
             return
-        ends = [first - 1 for first, _ in segments[1:]] + [self._next_seq - 1]
+        # (A replay releases as it commits: the segments it has not read yet must stay.)
+        last_end = self._next_seq - 1 if self._recovered else INFINITE_SEQ
+        ends = [first - 1 for first, _ in segments[1:]] + [last_end]
         for (_, path), last_seq in zip(segments, ends, strict=True):
             writing = self._file is not None and path == self._current_path
             if last_seq <= applied_seq and not writing:

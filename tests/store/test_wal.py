@@ -155,3 +155,19 @@ def test_a_failed_write_is_retryable_and_later_records_survive_recovery(tmp_path
     log.close()
     assert [accepted for _, accepted in durable] == [1, 3]
     assert [b for _, b in replay(tmp_path)] == [1, 3]
+
+
+def test_releasing_while_recovering_keeps_the_segments_not_yet_read(tmp_path: Path):
+    for _ in range(3):
+        write_records(tmp_path, [1, 1])  # three segments: records 1-2, 3-4, 5-6
+    log = open_log(tmp_path)
+    seen = []
+    for seq, _ in log.recover(0):
+        seen.append(seq)
+        log.release(seq)  # a replay commits in groups, each followed by a release
+    assert seen == [1, 2, 3, 4, 5, 6]
+    log.start()
+    assert log.append(batch(1)) == 7
+    log.release(6)
+    assert [p.name for p in tmp_path.glob("*.wal")] == ["00000000000000000007.wal"]
+    log.close()
