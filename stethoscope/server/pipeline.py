@@ -42,6 +42,10 @@ class PipelineConfig:
     """Bounds and cadence of the writer; every limit is a named setting."""
 
     max_pending_bytes: int = 96 * 1024 * 1024
+    # How long a batch may wait for room before it is refused. Refused senders wait out a
+    # whole Retry-After (1 s at least over HTTP) while the writer catches up in less: the
+    # cores sat idle, and intake dropped to what the pauses allowed.
+    admission_wait_s: float = 1.0
     # 100k rows insert about as fast as 200k (per row) with half the memory held by a group.
     batch_rows: int = 100_000
     flush_interval_s: float = 0.5
@@ -54,6 +58,8 @@ class PipelineConfig:
             raise ValueError("max_pending_bytes must be at least 1 MiB")
         if self.batch_rows < 1:
             raise ValueError("batch_rows must be at least 1")
+        if not 0 <= self.admission_wait_s <= 60:
+            raise ValueError("admission_wait_s must be between 0 and 60 seconds")
         if not 0 < self.flush_interval_s <= 60:
             raise ValueError("the flush interval must be more than 0 and at most 60 seconds")
         self.templates.validate()
@@ -128,15 +134,18 @@ class IngestPipeline:
     def submit(self, batch: SignalBatch) -> int:
         """Make the batch durable; returns its log sequence number once it may be acknowledged.
 
-        Raises Overloaded (retryable) when the pending-data bound would be exceeded.
+        Raises Overloaded (retryable) when the pending-data bound would still be exceeded after
+        waiting `admission_wait_s` for the writer to make room.
         """
         size = batch.nbytes
         with self._cond:
-            if self._stopping:
-                raise Overloaded("collector is shutting down", retry_after=5)
-            if self._pending_bytes + size > self.config.max_pending_bytes and self._pending_bytes:
+            if not self._cond.wait_for(
+                lambda: self._stopping or self._has_room(size), self.config.admission_wait_s
+            ):
                 self.stats.refused_overload += 1
                 raise Overloaded("collector is busy writing; retry later", retry_after=1)
+            if self._stopping:
+                raise Overloaded("collector is shutting down", retry_after=5)
             self._pending_bytes += size
             self.stats.pending_bytes = self._pending_bytes
         try:
@@ -182,6 +191,12 @@ class IngestPipeline:
         self.store.checkpoint()
         self._wal.release(self.store.applied_seq())
 
+    def _has_room(self, size: int) -> bool:
+        # A batch bigger than the bound is admitted alone rather than never.
+        return (
+            not self._pending_bytes or self._pending_bytes + size <= self.config.max_pending_bytes
+        )
+
     def _enqueue(self, seq: int, batch: SignalBatch) -> None:
         with self._cond:
             self._queue.append((seq, batch))
@@ -191,6 +206,7 @@ class IngestPipeline:
         with self._cond:
             self._pending_bytes -= size
             self.stats.pending_bytes = self._pending_bytes
+            self._cond.notify_all()
 
     def _mine_run(self) -> None:
         """Miner thread: gather groups, mine them, hand them to the writer in log order."""

@@ -71,16 +71,34 @@ def test_retention_prunes_old_live_data_but_never_imports(tmp_path: Path) -> Non
 
 
 def test_a_full_pipeline_refuses_with_a_retryable_error(tmp_path: Path) -> None:
-    pipeline = make_pipeline(tmp_path, max_pending_bytes=1024 * 1024, flush_interval_s=5.0)
+    pipeline = make_pipeline(
+        tmp_path, max_pending_bytes=1024 * 1024, flush_interval_s=5.0, admission_wait_s=0.2
+    )
     big = spans("big", time.time_ns(), n=20_000)
     assert big.nbytes > 512 * 1024
     pipeline.submit(big)  # admitted: nothing else was pending
+    started = time.monotonic()
     with pytest.raises(Overloaded) as refused:
         pipeline.submit(big)
+    assert time.monotonic() - started >= 0.2  # it waited for room first
     assert refused.value.retry_after >= 1
     assert pipeline.stats.refused_overload == 1
     pipeline.close()
     assert services_with_spans(pipeline.store) == {"big": 20_000}
+    pipeline.store.close()
+
+
+def test_a_batch_waits_for_room_rather_than_being_refused(tmp_path: Path) -> None:
+    # The writer commits within 0.3 s, well inside the 5 s a batch may wait for room.
+    pipeline = make_pipeline(
+        tmp_path, max_pending_bytes=1024 * 1024, flush_interval_s=0.3, admission_wait_s=5.0
+    )
+    big = spans("big", time.time_ns(), n=20_000)
+    pipeline.submit(big)
+    pipeline.submit(big)  # admitted once the first is stored
+    assert pipeline.stats.refused_overload == 0
+    pipeline.close()
+    assert services_with_spans(pipeline.store) == {"big": 40_000}
     pipeline.store.close()
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import cli_env, free_port, launch_server, run_steth
+from conftest import cli_env, free_ports, launch_server, run_steth
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
@@ -46,23 +46,26 @@ def span_request(service: str, trace_ids: list[bytes], *, spans_per_trace: int =
 
 def start_raw_server(data: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int, int]:
     """`steth up` on fresh ports; (process, http port, api port) once healthy."""
-    grpc_port, http_port, api_port = free_port(), free_port(), free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stethoscope.cli.main", "up", "--data", str(data),
-         "--grpc-port", str(grpc_port), "--http-port", str(http_port),
-         "--ui-port", str(api_port), *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-        env=cli_env(),
-    )  # fmt: skip
+    grpc_port, http_port, api_port = free_ports(3)
+    data.mkdir(parents=True, exist_ok=True)
+    log = data.parent / f"server-{http_port}.log"  # what it said, should it not start
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stethoscope.cli.main", "up", "--data", str(data),
+             "--grpc-port", str(grpc_port), "--http-port", str(http_port),
+             "--ui-port", str(api_port), *extra],
+            stdout=output, stderr=output, stdin=subprocess.DEVNULL, env=cli_env(),
+        )  # fmt: skip
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             if httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=1).status_code == 200:
                 return process, http_port, api_port
         except httpx.HTTPError:
             time.sleep(0.05)
     process.kill()
-    raise AssertionError("server did not start")
+    process.wait()
+    raise AssertionError(f"server did not start (exit {process.returncode}): {log.read_text()}")
 
 
 def stored_trace_count(data: Path, service: str) -> int:
