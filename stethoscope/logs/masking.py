@@ -37,7 +37,14 @@ import pyarrow.compute as pc
 from stethoscope.logs.templates import _DAY, _DELIMS, _MONTH, _UNIT, mask
 from stethoscope.model.codes import ValueType
 
-__all__ = ["MASKED_COLUMN", "MINED_LINE_CHARS", "masked_column", "masked_lines", "mined_line"]
+__all__ = [
+    "MASKED_COLUMN",
+    "MINED_LINE_CHARS",
+    "masked_column",
+    "masked_lines",
+    "masked_texts",
+    "mined_line",
+]
 
 MASKED_COLUMN = "masked_line"
 # The default length of the mined part of a line; a writer configured otherwise masks again.
@@ -98,19 +105,36 @@ def masked_column(types: Sequence[int], bodies: Sequence[str | None]) -> pa.Arra
     """`masked_lines` as a string array; raises UnicodeError on a body that is not UTF-8."""
     if len(types) != len(bodies):
         raise ValueError(f"{len(types)} body types for {len(bodies)} bodies")
-    lines = [body.partition("\n")[0] if body and "\n" in body else body for body in bodies]
-    texts = pa.array(lines, pa.string())
+    return masked_texts(np.fromiter(types, np.int64, len(types)), pa.array(bodies, pa.string()))
+
+
+def masked_texts(types: np.ndarray, bodies: pa.Array) -> pa.Array:
+    """`masked_lines` for bodies already in a string array (as decoding makes them)."""
+    if len(types) != len(bodies):
+        raise ValueError(f"{len(types)} body types for {len(bodies)} bodies")
+    texts = _first_lines(bodies)
     lengths = pc.binary_length(texts).fill_null(0).to_numpy(zero_copy_only=False)
-    wanted = (np.fromiter(types, np.int64, len(types)) == ValueType.STRING) & (lengths > 0)
+    wanted = (types == ValueType.STRING) & (lengths > 0)
     masked, undecided = _mask(texts, _TOKENS, _UNDECIDED)
     undecided |= lengths > MINED_LINE_CHARS
     undecided &= wanted
     if undecided.any():
-        retried = _masked_again([lines[row] or "" for row in np.flatnonzero(undecided)])
+        rows = np.flatnonzero(undecided)
+        retried = _masked_again([line or "" for line in texts.take(rows).to_pylist()])
         masked = pc.replace_with_mask(masked, pa.array(undecided), pa.array(retried, pa.string()))
     if wanted.all():
         return masked
     return pc.if_else(pa.array(wanted), masked, pa.scalar(None, pa.string()))
+
+
+def _first_lines(bodies: pa.Array) -> pa.Array:
+    """Each body up to its first newline (the line that is mined)."""
+    several = pc.match_substring(bodies, "\n").fill_null(False).to_numpy(zero_copy_only=False)
+    if not several.any():
+        return bodies
+    rows = np.flatnonzero(several)
+    firsts = [body.partition("\n")[0] for body in bodies.take(rows).to_pylist()]
+    return pc.replace_with_mask(bodies, pa.array(several), pa.array(firsts, pa.string()))
 
 
 def _mask(texts: pa.Array, tokens: str, undecided: str) -> tuple[pa.Array, np.ndarray]:

@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from stethoscope.errors import Rejected
-from stethoscope.logs.masking import MASKED_COLUMN, masked_column, masked_lines
+from stethoscope.logs.masking import MASKED_COLUMN, masked_lines, masked_texts
 from stethoscope.model.batch import SignalBatch
 from stethoscope.model.schema import EVENT, LINK, LOGS, SPANS
 from stethoscope.sources.otlp.columns import (
@@ -396,8 +396,7 @@ def decode_logs(request: ExportLogsServiceRequest, *, imported: bool = False) ->
     if walked is None:  # something only protobuf reads as it should: decode messages
         return _decode_log_messages(_parsed_logs(request), imported)
     columns, bodies = walked
-    body_lists = (bodies.types.tolist(), bodies.texts.to_pylist())
-    return _logs_batch(origins, found, columns, body_lists, rejections, imported)
+    return _logs_batch(origins, found, columns, (bodies.types, bodies.texts), rejections, imported)
 
 
 def _walked_logs(
@@ -473,7 +472,7 @@ def _logs_batch(
     origins: Origins,
     found: Records,
     columns: list[pa.Array],
-    bodies: tuple[list[int], list[str]],
+    bodies: tuple[np.ndarray, pa.Array],
     rejections: Rejections,
     imported: bool,
 ) -> SignalBatch:
@@ -496,12 +495,12 @@ def _logs_batch(
     return rejections.finish(batch, "logs", table)
 
 
-def _masked(body_types: list[int], bodies: list[str]) -> pa.Array:
+def _masked(body_types: np.ndarray, bodies: pa.Array) -> pa.Array:
     """The masked line of each record (`masked_lines`, kept as the array it is made as)."""
     try:
-        return masked_column(body_types, bodies)
-    except (pa.ArrowException, UnicodeError):  # what `masked_lines` masks one by one
-        return pa.array(masked_lines(body_types, bodies), pa.string())
+        return masked_texts(body_types, bodies)
+    except pa.ArrowException:  # what `masked_lines` masks one by one
+        return pa.array(masked_lines(body_types.tolist(), bodies.to_pylist()), pa.string())
 
 
 def _parsed_logs(request: Any) -> Any:
@@ -550,4 +549,5 @@ def _decode_log_messages(request: Any, imported: bool) -> SignalBatch:
         pa.array(id_values(span_ids), pa.uint64()),
         _with_event_names(event_names, attributes),
     ]
-    return _logs_batch(origins, found, columns, (body_types, body_texts), rejections, imported)
+    bodies = (np.asarray(body_types, np.int64), pa.array(body_texts, pa.string()))
+    return _logs_batch(origins, found, columns, bodies, rejections, imported)
