@@ -972,6 +972,8 @@ class QueryResult:
     cli_startup_s: float = 0.0
     cli_trace_s: float = 0.0
     cli_traces_s: float = 0.0
+    api_trace_s: float = 0.0  # the CLI again, answered by a server running on the store
+    api_traces_s: float = 0.0
     open_s: float = 0.0
     trace_s: float = 0.0
     traces_s: float = 0.0
@@ -1022,6 +1024,15 @@ def time_queries(data_dir: Path, spans: int, trace_id: str, expected: int) -> Qu
         result.traces_s, _ = median_time(lambda: store.traces(query))
     finally:
         store.close()
+    # With `steth up` running on the data directory the CLI asks its API instead.
+    with ServerProcess(data_dir, data_dir.parent / "query-server.log"):
+        result.api_trace_s, text = median_time(
+            lambda: run_cli("trace", trace_id, "--json", "--data", data)
+        )
+        assert len(json.loads(str(text))["spans"]) == result.trace_spans_found
+        result.api_traces_s, _ = median_time(
+            lambda: run_cli(*traces_args, "--limit", "20", "--json", "--data", data)
+        )
     return result
 
 
@@ -1131,11 +1142,21 @@ def query_rows(result: QueryResult) -> list[Row]:
             lookup,
         ),
         Row(
+            f"trace lookup {at}, `steth trace --json`, server running (its API)",
+            f"{result.api_trace_s * ms:.1f} ms",
+            result.api_trace_s,
+            lookup,
+        ),
+        Row(
             "  spans in the looked-up trace (found / sent)",
             f"{result.trace_spans_found} / {result.trace_spans_expected}",
         ),
         Row(f"traces search {at}, in-process (store.traces)", f"{result.traces_s * ms:.1f} ms"),
         Row(f"traces search {at}, `steth traces ... --json`", f"{result.cli_traces_s * ms:.1f} ms"),
+        Row(
+            f"traces search {at}, `steth traces ... --json`, server running",
+            f"{result.api_traces_s * ms:.1f} ms",
+        ),
         Row(
             f"  (--service {QUERY_SERVICE} --min-duration 100ms --limit 20) traces found",
             str(result.traces_found),
@@ -1179,7 +1200,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         help="spans in the query store (10,000,000; --quick 1,000,000; 0 skips)",
     )
-    parser.add_argument("--senders", type=int, default=4, help="sender processes (4)")
+    parser.add_argument(
+        "--senders",
+        type=int,
+        default=8,
+        help="sender processes, each with one request in flight (8: an OpenTelemetry "
+        "Collector's exporter sends with 10 consumers by default; a few synchronous senders "
+        "measure request latency more than the server's capacity)",
+    )
     parser.add_argument("--pool", type=int, help="distinct requests per signal (100; --quick 50)")
     parser.add_argument("--quick", action="store_true", help="smaller defaults for a smoke run")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")

@@ -1,0 +1,36 @@
+"""`steth` builds only the invoked command's parser: the table it uses must match the modules."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+import pytest
+
+from stethoscope.cli.main import COMMANDS, build_parser, main
+
+
+def test_the_command_table_names_every_command_of_every_module() -> None:
+    registered = {}
+    for module in set(COMMANDS.values()):
+        parser = argparse.ArgumentParser()
+        subparsers = parser.add_subparsers()
+        importlib.import_module(f"stethoscope.cli.{module}").register(subparsers)
+        registered |= dict.fromkeys(subparsers.choices, module)
+    assert registered == COMMANDS
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_command_parses_alike_alone_and_among_all(command: str) -> None:
+    def options(parser: argparse.ArgumentParser) -> list[str]:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return sorted(o for a in action.choices[command]._actions for o in a.option_strings)
+
+    assert options(build_parser(command)) == options(build_parser())
+
+
+def test_an_unknown_command_gets_the_full_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["nonsense"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'nonsense'" in capsys.readouterr().err
