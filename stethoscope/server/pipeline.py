@@ -49,6 +49,9 @@ class PipelineConfig:
     # 100k rows insert about as fast as 200k (per row) with half the memory held by a group.
     batch_rows: int = 100_000
     flush_interval_s: float = 0.5
+    # How long the store may hold rows back to insert them in whole row groups (rowgroups.py):
+    # at ~60,000 rows/s and more a row group fills first, so nearly every insert is whole.
+    max_hold_s: float = 2.0
     retention_ns: int | None = 7 * 86400 * 1_000_000_000
     prune_interval_s: float = 60.0
     templates: LogTemplaterConfig = field(default_factory=LogTemplaterConfig)
@@ -60,6 +63,8 @@ class PipelineConfig:
             raise ValueError("batch_rows must be at least 1")
         if not 0 <= self.admission_wait_s <= 60:
             raise ValueError("admission_wait_s must be between 0 and 60 seconds")
+        if not 0 <= self.max_hold_s <= 60:
+            raise ValueError("max_hold_s must be between 0 and 60 seconds")
         if not 0 < self.flush_interval_s <= 60:
             raise ValueError("the flush interval must be more than 0 and at most 60 seconds")
         self.templates.validate()
@@ -86,7 +91,7 @@ class _MinedGroup:
     nbytes: list[int]  # admitted bytes of each batch, released once it is stored
     batches: list[SignalBatch]
     templates: list[TemplateRow]
-    # Under load the store may hold rows back for its next write (see store/duckdb/rowgroups).
+    # Whether the store may hold rows back for its next write (see store/duckdb/rowgroups).
     whole_row_groups: bool = False
 
 
@@ -109,7 +114,8 @@ class IngestPipeline:
         self._wal = WriteAheadLog(wal_config, self._enqueue)
         # One mined group waits while the previous one commits; None tells the writer to stop.
         self._mined: queue.Queue[_MinedGroup | None] = queue.Queue(maxsize=1)
-        self._unstored: deque[tuple[int, int]] = deque()  # (seq, bytes) committed, not stored
+        # (seq, bytes, when) of batches committed but held back by the store, oldest first
+        self._unstored: deque[tuple[int, int, float]] = deque()
         self._miner = threading.Thread(target=self._mine_run, name="steth-miner", daemon=True)
         self._writer = threading.Thread(target=self._write_run, name="steth-writer", daemon=True)
         self._last_prune = 0.0
@@ -245,7 +251,7 @@ class IngestPipeline:
 
     def _collect(self) -> tuple[list[tuple[int, SignalBatch]], bool]:
         """The queued batches once there are enough or the flush interval has passed, and
-        whether they came under load (enough rows, nobody waiting to see them)."""
+        whether the store may hold some back (nobody is waiting to see them)."""
         deadline = time.monotonic() + self.config.flush_interval_s
         with self._cond:
             while (
@@ -260,7 +266,6 @@ class IngestPipeline:
             group = list(self._queue)
             self._queue.clear()
             loaded = not self._stopping and not self._visible_waiters
-            loaded &= sum(batch.accepted for _, batch in group) >= self.config.batch_rows
         return group, loaded
 
     def _queued_rows(self) -> int:
@@ -284,13 +289,16 @@ class IngestPipeline:
         return _MinedGroup(seqs, nbytes, batches, templates, whole_row_groups)
 
     def _commit(self, mined: _MinedGroup) -> None:
+        now = time.monotonic()
+        held_long = bool(self._unstored) and now - self._unstored[0][2] >= self.config.max_hold_s
         applied = self.store.write(
             mined.batches,
             seqs=mined.seqs,
             templates=mined.templates,
-            whole_row_groups=mined.whole_row_groups,
+            whole_row_groups=mined.whole_row_groups and not held_long,
         )
-        self._unstored.extend(zip(mined.seqs, mined.nbytes, strict=True))
+        sizes = zip(mined.seqs, mined.nbytes, strict=True)
+        self._unstored.extend((seq, size, now) for seq, size in sizes)
         stored = 0
         while self._unstored and self._unstored[0][0] <= applied:
             stored += self._unstored.popleft()[1]

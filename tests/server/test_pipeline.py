@@ -122,13 +122,27 @@ def stored_spans(store: DuckDBStore) -> tuple[int, int]:
 
 
 def test_rows_held_back_under_load_are_stored_when_the_load_passes(tmp_path: Path) -> None:
-    # A group of enough rows is "under load": only whole row groups go in at once.
+    # Only whole row groups go in at once; the rest waits for more rows or a quiet writer.
     pipeline = make_pipeline(tmp_path, batch_rows=1000, flush_interval_s=0.3)
     n = ROW_GROUP_ROWS + 500
     pipeline.submit(spans("bulk", time.time_ns(), n=n))
     wait_written(pipeline)  # the bytes of a batch are released only once all of it is stored
     assert stored_spans(pipeline.store) == (n, n)
     assert not pipeline.store.holding
+    pipeline.close()
+    pipeline.store.close()
+
+
+def test_rows_are_held_back_no_longer_than_max_hold(tmp_path: Path) -> None:
+    # Steady traffic keeps the writer busy (no 5 s of quiet), far below a row group a second.
+    pipeline = make_pipeline(tmp_path, batch_rows=1000, flush_interval_s=5.0, max_hold_s=0.5)
+    n = ROW_GROUP_ROWS + 500
+    pipeline.submit(spans("bulk", time.time_ns(), n=n))
+    started = time.monotonic()
+    while services_with_spans(pipeline.store).get("bulk", 0) < n:
+        assert time.monotonic() - started < 4, "held back past max_hold"
+        pipeline.submit(spans("trickle", time.time_ns(), n=1000))
+        time.sleep(0.1)
     pipeline.close()
     pipeline.store.close()
 
