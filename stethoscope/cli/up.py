@@ -34,7 +34,8 @@ def register(subparsers: Any) -> None:
         "--flush-interval",
         default=0.5,
         type=float,
-        help="longest wait, in seconds, before acknowledged data shows in queries (0.5)",
+        help="seconds the writer waits for more data before it stores what it has (0.5); "
+        "under steady traffic rows may wait up to 2 s to fill whole DuckDB row groups",
     )
     parser.set_defaults(handler=run)
 
