@@ -11,7 +11,9 @@ process's GIL, so group N+1 is mined while group N is committed. At most one min
 between them; groups are committed in log order.
 
 Memory is bounded by `max_pending_bytes`: a batch is admitted only if the batches not yet in the
-store leave room for it; otherwise the receiver answers "retry later".
+store leave room for it (it waits up to `admission_wait_s` for the writer to make room);
+otherwise the receiver answers "retry later". Rows the store holds back to insert whole row
+groups (store/duckdb/rowgroups.py) count as not yet in the store.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
-"""Spans and log records inserted in whole DuckDB row groups under load; the rest held back.
+"""Spans and log records inserted in whole DuckDB row groups; the rest held back a while.
 
 DuckDB writes the full row groups of an insert (122,880 rows) straight into the database file,
 compressed. Rows that do not fill one go to DuckDB's own log first and are compressed again at
 the next checkpoint: measured on the benchmark's requests through `DuckDBStore.write`, 100,000
 rows a commit cost 2.83 us of CPU per log record and 6.25 per span; exactly 122,880 cost 1.82
 and 4.13 (and a commit of 131,072 left a small row group per commit: 128 B per log record on
-disk instead of 72). So under load the writer inserts whole row groups and holds the remainder
-for its next write.
+disk instead of 72). So the writer inserts whole row groups and holds the remainder for its
+next write, for a couple of seconds at most (`PipelineConfig.max_hold_s`).
 
 That is safe because every held row is in our write-ahead log. The store records the last
 sequence number whose rows are all stored (`applied_seq`) and, per table, how many rows of the
@@ -151,8 +151,12 @@ def _finish(
     """The plan with the new applied position: every batch before the first held row."""
     first_held = min((pieces[0].seq for pieces in held.values() if pieces), default=None)
     applied_seq = state.applied_seq
-    while unapplied and (first_held is None or unapplied[0][0] < first_held):
-        applied_seq = unapplied.pop(0)[0]
+    cut = 0
+    while cut < len(unapplied) and (first_held is None or unapplied[cut][0] < first_held):
+        cut += 1
+    if cut:
+        applied_seq = unapplied[cut - 1][0]
+        unapplied = unapplied[cut:]
     names = {name for _, counts in unapplied for name in counts} | set(skip)
     ahead = {
         name: sum(counts.get(name, 0) for _, counts in unapplied)
