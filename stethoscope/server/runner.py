@@ -45,7 +45,10 @@ class ServerConfig:
     token: Secret | None = None
     limits: ReceiverLimits = field(default_factory=ReceiverLimits)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-    store_memory_limit: str = "384MB"
+    # DuckDB's buffer pool fills to its limit on a big store. Whole row groups are written
+    # straight to the file, so it needs less: at 10M spans, 320 MB ingested as fast as 384 MB
+    # (82.6k vs 80.0k spans/s) with the server's peak RSS 977 MiB instead of 1,041.
+    store_memory_limit: str = "320MB"
 
     def validate(self) -> None:
         for name in ("grpc_port", "http_port", "ui_port"):
