@@ -62,6 +62,10 @@ NESTING = "an attribute value nested too deeply"
 INVALID = "an attribute that cannot be parsed (malformed, nested too deeply, or not UTF-8)"
 BODY_NESTING = "a body nested too deeply"
 EVENT_NAME_KEY = "event.name"
+_REQUEST_NAMES = {
+    "traces": ExportTraceServiceRequest.__name__,
+    "logs": ExportLogsServiceRequest.__name__,
+}
 INT64_MAX = (1 << 63) - 1
 UINT32 = 0xFFFF_FFFF
 
@@ -322,7 +326,7 @@ def decode_traces(request: ExportTraceServiceRequest, *, imported: bool = False)
     rejections = Rejections("spans")
     walked = _walked_spans(found.items, rejections) if found.items else None
     if walked is None:  # something only protobuf reads as it should: decode messages
-        return _decode_span_messages(_parsed_spans(request), imported)
+        return _decode_span_messages(_parsed(request, "traces"), imported)
     columns = [
         *found.columns(),
         *walked,
@@ -332,13 +336,12 @@ def decode_traces(request: ExportTraceServiceRequest, *, imported: bool = False)
     return rejections.finish(batch, "spans", pa.Table.from_arrays(columns, schema=SPANS))
 
 
-def _parsed_spans(request: Any) -> Any:
-    """The request with its spans parsed; Rejected, as its body would be, when malformed."""
+def _parsed(request: Any, signal: str) -> Any:
+    """The request with its records parsed; Rejected, as its body would be, when malformed."""
     try:
-        return full_request(request.SerializeToString())
+        return full_request(request.SerializeToString(), signal)
     except (DecodeError, RecursionError) as error:
-        name = ExportTraceServiceRequest.__name__
-        raise Rejected(f"body is not a valid {name}: {error}") from None
+        raise Rejected(f"body is not a valid {_REQUEST_NAMES[signal]}: {error}") from None
 
 
 def _decode_span_messages(request: Any, imported: bool) -> SignalBatch:
@@ -394,7 +397,7 @@ def decode_logs(request: ExportLogsServiceRequest, *, imported: bool = False) ->
     rejections = Rejections("log records")
     walked = _walked_logs(found.items, imported, rejections) if found.items else None
     if walked is None:  # something only protobuf reads as it should: decode messages
-        return _decode_log_messages(_parsed_logs(request), imported)
+        return _decode_log_messages(_parsed(request, "logs"), imported)
     columns, bodies = walked
     return _logs_batch(origins, found, columns, (bodies.types, bodies.texts), rejections, imported)
 
@@ -501,15 +504,6 @@ def _masked(body_types: np.ndarray, bodies: pa.Array) -> pa.Array:
         return masked_texts(body_types, bodies)
     except pa.ArrowException:  # what `masked_lines` masks one by one
         return pa.array(masked_lines(body_types.tolist(), bodies.to_pylist()), pa.string())
-
-
-def _parsed_logs(request: Any) -> Any:
-    """The request with its records parsed; Rejected, as its body would be, when malformed."""
-    try:
-        return full_request(request.SerializeToString(), "logs")
-    except (DecodeError, RecursionError) as error:
-        name = ExportLogsServiceRequest.__name__
-        raise Rejected(f"body is not a valid {name}: {error}") from None
 
 
 def _decode_log_messages(request: Any, imported: bool) -> SignalBatch:
