@@ -185,14 +185,21 @@ def _links(spans: list[Any], rejections: Rejections) -> pa.Array:
     return _list_column(offsets, children, LINK)
 
 
-def _walked_spans(raw: list[bytes], rejections: Rejections) -> list[pa.Array] | None:
-    """Span columns (trace id to dropped_links_count) read on the wire; None if unusual."""
+def _walk(raw: list[bytes], layout: Layout) -> Walk | None:
+    """The fields of records given as their serialized bytes; None when any is unusual (its
+    fields may point anywhere, so nothing of the request is read this way)."""
     lengths = np.fromiter(map(len, raw), np.int64, len(raw))
     ends = np.cumsum(lengths)
-    buffer = np.frombuffer(b"".join([*raw, PAD]), np.uint8)
-    spans = Walk(buffer, ends - lengths, ends, _SPAN)
-    if spans.unusual.any():  # (its fields may point anywhere: walk nothing inside it)
+    walk = Walk(np.frombuffer(b"".join([*raw, PAD]), np.uint8), ends - lengths, ends, layout)
+    return None if walk.unusual.any() else walk
+
+
+def _walked_spans(raw: list[bytes], rejections: Rejections) -> list[pa.Array] | None:
+    """Span columns (trace id to dropped_links_count) read on the wire; None if unusual."""
+    spans = _walk(raw, _SPAN)
+    if spans is None:
         return None
+    buffer = spans.buffer
     with_status = np.flatnonzero(spans.at(15) >= 0)
     status = _inner(spans, 15, with_status, _STATUS)
     event_owners, event_at, event_size = spans.items(11)
@@ -406,15 +413,12 @@ def _walked_logs(
     raw: list[bytes], imported: bool, rejections: Rejections
 ) -> tuple[list[pa.Array], RawValues] | None:
     """Log columns (time to event name) and bodies read on the wire; None if unusual."""
-    lengths = np.fromiter(map(len, raw), np.int64, len(raw))
-    ends = np.cumsum(lengths)
-    buffer = np.frombuffer(b"".join([*raw, PAD]), np.uint8)
-    logs = Walk(buffer, ends - lengths, ends, _LOG)
-    if logs.unusual.any():  # (its fields may point anywhere: read nothing inside it)
+    logs = _walk(raw, _LOG)
+    if logs is None:
         return None
     severity_text = logs.text(3)
     event_names = logs.text(12)
-    bodies = RawValues.located(buffer, logs.at(5), logs.size(5), parsed_bodies)
+    bodies = RawValues.located(logs.buffer, logs.at(5), logs.size(5), parsed_bodies)
     if severity_text is None or event_names is None or bodies is None:
         return None  # not UTF-8, or a malformed body: protobuf rejects the whole request
     (hi, lo), bad = logs.ids(9, 16, required=False)
