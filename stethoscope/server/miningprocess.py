@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -33,7 +32,7 @@ from stethoscope.server.templating import (
     logs_table,
     with_templates,
 )
-from stethoscope.sources.otlp.decodepool import leave_with_server
+from stethoscope.sources.otlp.decodepool import leave_with_server, worker_pool
 from stethoscope.store.base import TemplateRow
 
 __all__ = ["MiningProcess"]
@@ -100,13 +99,7 @@ class MiningProcess:
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        # forkserver, as the decode pool: the server has threads by the time this starts.
-        pool = ProcessPoolExecutor(
-            1,
-            mp_context=multiprocessing.get_context("forkserver"),
-            initializer=_start_templater,
-            initargs=(os.getpid(), self._config, self._persisted()),
-        )
+        pool = worker_pool(1, _start_templater, (os.getpid(), self._config, self._persisted()))
         # Start it now (and learn what was restored) rather than on the first records.
         self._stats = pool.submit(_stats_in_worker).result()
         return pool

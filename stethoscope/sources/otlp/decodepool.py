@@ -7,10 +7,13 @@ process maps without copying and writes to the log as they are.
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -20,6 +23,14 @@ import psutil
 from stethoscope.errors import IngestError, Overloaded, Rejected
 from stethoscope.model.batch import SignalBatch
 from stethoscope.sources.otlp.codec import decode_request, decompress
+
+log = logging.getLogger(__name__)
+
+# A message larger than its pipe's buffer (64 KiB by default on Linux) crosses in pieces, the
+# writer waiting for the reader after each: a 300 KiB decoded batch took five hand-offs, each
+# needing the main process's GIL on the reading side. 1 MiB is Linux's default ceiling for an
+# unprivileged process (/proc/sys/fs/pipe-max-size).
+PIPE_BYTES = 1 << 20
 
 
 def decode_body(
@@ -68,6 +79,37 @@ def leave_with_server(server_pid: int) -> None:
     threading.Thread(target=watch, name="steth-decode-watch", daemon=True).start()
 
 
+def worker_pool(
+    workers: int, initializer: Callable[..., None], initargs: tuple[Any, ...]
+) -> ProcessPoolExecutor:
+    """A pool of `workers` processes whose pipes take a request body or a batch in one write."""
+    # forkserver: the server has threads by the time a worker may be replaced.
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("forkserver"),
+        initializer=initializer,
+        initargs=initargs,
+    )
+    _widen_pipes(pool)
+    return pool
+
+
+def _widen_pipes(pool: ProcessPoolExecutor) -> None:
+    # The executor keeps its two pipes private: where they are not found (another Python, no
+    # F_SETPIPE_SZ outside Linux) or may not grow (the user's pipe memory is used up), the
+    # pool works as it is, with more hand-offs.
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    for queue in ("_call_queue", "_result_queue"):
+        reader = getattr(getattr(pool, queue, None), "_reader", None)
+        if set_size is None or reader is None:
+            log.debug("the pool's %s keeps its default pipe size", queue)
+            continue
+        try:
+            fcntl.fcntl(reader.fileno(), set_size, PIPE_BYTES)
+        except OSError as error:
+            log.debug("the pool's %s keeps its default pipe size: %s", queue, error)
+
+
 class DecodePool:
     """`workers` decode processes; 0 decodes in the calling thread."""
 
@@ -80,14 +122,7 @@ class DecodePool:
         self._pool = self._new_pool() if workers else None
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        # forkserver: the server has threads by the time a worker may be replaced.
-        context = multiprocessing.get_context("forkserver")
-        return ProcessPoolExecutor(
-            self._workers,
-            mp_context=context,
-            initializer=leave_with_server,
-            initargs=(os.getpid(),),
-        )
+        return worker_pool(self._workers, leave_with_server, (os.getpid(),))
 
     def decode(
         self,
