@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import subprocess
+import sys
 
 import pytest
 
@@ -34,3 +36,16 @@ def test_an_unknown_command_gets_the_full_usage(capsys: pytest.CaptureFixture[st
         main(["nonsense"])
     assert exited.value.code == 2
     assert "invalid choice: 'nonsense'" in capsys.readouterr().err
+
+
+def test_the_version_is_told_without_importing_any_command() -> None:
+    code = (
+        "import sys\n"
+        "from stethoscope.cli.main import main\n"
+        "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('stethoscope.cli.')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    version, modules = done.stdout.splitlines()
+    assert version.startswith("steth ")
+    assert modules == "['stethoscope.cli.main']"
