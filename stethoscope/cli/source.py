@@ -36,30 +36,27 @@ if TYPE_CHECKING:
 class ApiSource:
     """The read side of the Store protocol, answered by a running server's HTTP API.
 
-    Over the standard library's `http.client` (one kept-alive connection): importing httpx
-    took ~100 ms of every command's start-up, several times what the server needs to answer.
+    Over one kept-alive HTTP/1.1 connection (`http11.py`): importing httpx took ~100 ms of
+    every command's start-up, the standard library's `http.client` ~15 ms, several times what
+    the server needs to answer.
     """
 
     def __init__(self, addresses: ServerAddresses, token: str | None) -> None:
-        import http.client
+        from stethoscope.cli.http11 import Http11Connection
 
         self._url = addresses.api_url
         parts = urlsplit(self._url)
-        self._connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._connection = Http11Connection(parts.hostname or "", parts.port or 80, timeout=60)
+        self._headers = [("Authorization", f"Bearer {token}")] if token else []
 
     def _get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
-        import http.client
+        from stethoscope.cli.http11 import HttpError
 
         target = quote(path) + (f"?{urlencode(list(params))}" if params else "")
         try:
-            self._connection.request("GET", target, headers=self._headers)
-            response = self._connection.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException) as error:
-            self._connection.close()  # the next request connects again
+            status, body = self._connection.get(target, self._headers)
+        except HttpError as error:
             raise DataError(f"server at {self._url} did not answer: {error}") from None
-        status = response.status
         if status == 404:
             return None
         if status == 400:
