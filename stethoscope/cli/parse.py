@@ -42,6 +42,8 @@ def run(args: argparse.Namespace, out: IO[str] | None = None) -> int:
     try:
         with open(args.file, encoding="utf-8", errors="replace", newline="") as handle:
             _render(handle, args, out)
+    except BrokenPipeError:
+        raise  # the output's reader left, not the file: `main` stops quietly
     except OSError as error:
         raise DataError(f"cannot read {args.file}: {error.strerror or error}") from error
     return 0

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +50,20 @@ def test_the_version_is_told_without_importing_any_command() -> None:
     version, modules = done.stdout.splitlines()
     assert version.startswith("steth ")
     assert modules == "['stethoscope.cli.main']"
+
+
+def test_a_reader_that_leaves_early_stops_the_command_quietly(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("".join(f"INFO user {n} logged in from 10.0.0.{n % 9}\n" for n in range(50_000)))
+    with subprocess.Popen(
+        [sys.executable, "-m", "stethoscope.cli.main", "parse", str(log), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as command:
+        assert command.stdout is not None and command.stderr is not None
+        assert "template" in command.stdout.readline()
+        command.stdout.close()  # as `| head -1` does
+        errors = command.stderr.read()
+    assert command.returncode == 1
+    assert errors == ""
