@@ -46,9 +46,10 @@ class ServerConfig:
     limits: ReceiverLimits = field(default_factory=ReceiverLimits)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     # DuckDB's buffer pool fills to its limit on a big store. Whole row groups are written
-    # straight to the file, so it needs less: at 10M spans, 320 MB ingested as fast as 384 MB
-    # (82.6k vs 80.0k spans/s) with the server's peak RSS 977 MiB instead of 1,041.
-    store_memory_limit: str = "320MB"
+    # straight to the file, so it needs less: building a 10M-span store, 256 MB ingested as
+    # fast as 320 MB (79.8k vs 78.0k spans/s; 384 MB: 80.0k) with the server's peak RSS 917
+    # MiB instead of 968 (1,041); 5M log records: 958-963 instead of 1,012 MiB.
+    store_memory_limit: str = "256MB"
 
     def validate(self) -> None:
         for name in ("grpc_port", "http_port", "ui_port"):
