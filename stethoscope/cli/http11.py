@@ -40,16 +40,18 @@ class Http11Connection:
         """(status, body) of `GET target`; HttpError when no answer came."""
         reused = self._socket is not None
         try:
+            return self._answer(target, headers)
+        except _Closed:
+            if not reused:
+                raise
+        return self._answer(target, headers)  # GET is safe to repeat: once, on a new connection
+
+    def _answer(self, target: str, headers: Sequence[tuple[str, str]]) -> tuple[int, bytes]:
+        try:
             return self._exchange(target, headers)
         except _Closed:
             self.close()
-            if not reused:
-                raise
-        except (OSError, h11.ProtocolError) as error:
-            self.close()
-            raise HttpError(str(error) or type(error).__name__) from None
-        try:  # GET is safe to repeat: once more, on a new connection
-            return self._exchange(target, headers)
+            raise
         except (OSError, h11.ProtocolError) as error:
             self.close()
             raise HttpError(str(error) or type(error).__name__) from None
