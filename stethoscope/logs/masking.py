@@ -103,8 +103,6 @@ def masked_lines(types: Sequence[int], bodies: Sequence[str | None]) -> list[str
 
 def masked_column(types: Sequence[int], bodies: Sequence[str | None]) -> pa.Array:
     """`masked_lines` as a string array; raises UnicodeError on a body that is not UTF-8."""
-    if len(types) != len(bodies):
-        raise ValueError(f"{len(types)} body types for {len(bodies)} bodies")
     return masked_texts(np.fromiter(types, np.int64, len(types)), pa.array(bodies, pa.string()))
 
 
