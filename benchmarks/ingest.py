@@ -858,10 +858,12 @@ class IngestResult:
     rows: int = 0
     files: dict[str, int] = field(default_factory=dict)
 
+    segment_bytes: int = 0  # the Parquet segments holding sealed spans
+
     @property
     def bytes_per_row(self) -> float:
-        """Disk bytes per stored row: the store file plus every *.wal file left."""
-        return (self.store_bytes + self.wal_bytes) / max(self.rows, 1)
+        """Disk bytes per stored row: the store file, its segments and every *.wal file left."""
+        return (self.store_bytes + self.segment_bytes + self.wal_bytes) / max(self.rows, 1)
 
 
 @dataclass(frozen=True)
@@ -932,7 +934,8 @@ def _fold(result: IngestResult, sent: list[SenderResult]) -> None:
 
 
 def _measure_files(result: IngestResult, data_dir: Path) -> None:
-    """Sizes of the store file and every *.wal left; rows counted in the store itself."""
+    """Sizes of the store file, its segments and every *.wal left; rows counted in the store."""
+    from stethoscope.store.duckdb.segments import SEGMENT_DIR
     from stethoscope.store.duckdb.store import STORE_FILE, DuckDBStore
 
     store_file = data_dir / STORE_FILE
@@ -943,6 +946,10 @@ def _measure_files(result: IngestResult, data_dir: Path) -> None:
     }
     result.store_bytes = result.files.get("steth.duckdb", 0)
     result.wal_bytes = sum(size for name, size in result.files.items() if name.endswith(".wal"))
+    segments = [path.stat().st_size for path in (data_dir / SEGMENT_DIR).glob("*.parquet")]
+    result.segment_bytes = sum(segments)
+    if segments:
+        result.files[f"{SEGMENT_DIR}/ ({len(segments)} files)"] = result.segment_bytes
     table = "spans" if result.signal == "traces" else "logs"
     store = DuckDBStore(data_dir, read_only=True)
     try:
@@ -1108,7 +1115,7 @@ def ingest_rows(result: IngestResult, unit: str, target: float) -> list[Row]:
             ("<", 1.0, "< 1 GiB"),
         ),
         Row(
-            f"  disk bytes per {per_row} (store + *.wal)",
+            f"  disk bytes per {per_row} (store + segments + *.wal)",
             f"{result.bytes_per_row:.1f} B",
             result.bytes_per_row,
             ("<=", goal_bytes, f"<= {goal_bytes:.0f}") if goal_bytes else None,
@@ -1356,8 +1363,10 @@ def sustained_rows(result: IngestResult, count: int) -> list[Row]:
             f"{_mib(result.peak_rss_children)})",
         ),
         Row(
-            "  disk bytes per span: store + *.wal (used / free blocks of steth.duckdb)",
-            f"{result.bytes_per_row:.1f} B ({result.store_used_bytes / max(result.rows, 1):.1f}"
+            "  disk bytes per span: store + segments + *.wal (segments / steth.duckdb's used"
+            " / free blocks)",
+            f"{result.bytes_per_row:.1f} B ({result.segment_bytes / max(result.rows, 1):.1f}"
+            f" / {result.store_used_bytes / max(result.rows, 1):.1f}"
             f" / {result.store_free_bytes / max(result.rows, 1):.1f} B)",
             result.bytes_per_row,
             ("<=", 60.0, "<= 60"),

@@ -30,6 +30,7 @@ from stethoscope.logs.masking import MASKED_COLUMN
 from stethoscope.sources.otlp.decode import decode_logs, decode_metrics, decode_traces
 from stethoscope.store.base import LogQuery, MetricQuery, TraceQuery, Window
 from stethoscope.store.duckdb.queries import Where, restore_attributes, severity_name
+from stethoscope.store.duckdb.rowgroups import ROW_GROUP_ROWS
 from stethoscope.store.duckdb.store import DuckDBStore
 
 T0 = 1_700_000_000_000_000_000
@@ -344,9 +345,12 @@ METRICS = metric_request(
 )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DuckDBStore]:
-    opened = DuckDBStore(Path(tmp_path_factory.mktemp("store")))
+# Every query twice: over spans in DuckDB's table, and sealed in a Parquet segment at once.
+@pytest.fixture(scope="module", params=[ROW_GROUP_ROWS, 1], ids=["table", "segments"])
+def store(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[DuckDBStore]:
+    opened = DuckDBStore(Path(tmp_path_factory.mktemp("store")), segment_rows=request.param)
     logs = decode_logs(LOGS)
     # Unmined, as written straight from the decoder: without the writer's transient column.
     logs.tables["logs"] = logs.tables["logs"].drop_columns([MASKED_COLUMN])

@@ -1,7 +1,9 @@
 """The DuckDB tables, derived from the Arrow schemas in `stethoscope.model` (one truth).
 
 Versions: 1 is the first store; 2 adds `logs.template_id` and `logs.template_params` (appended,
-so that migrated and new tables share one column order) and the `templates` table. A writer
+so that migrated and new tables share one column order) and the `templates` table; 3 keeps
+spans in Parquet segments and the `span_rows` table, read through the `spans` view
+(segments.py). A writer
 migrates an older store when it opens it; a read-only open leaves it as it is and the queries
 fill in what it lacks (see `DuckDBStore.schema_version`).
 """
@@ -11,10 +13,11 @@ from __future__ import annotations
 import duckdb
 
 from stethoscope.errors import DataError
+from stethoscope.store.duckdb.segments import ROWS_TABLE, SEGMENTS_DDL
 
 __all__ = ["SCHEMA_VERSION", "create_schema", "read_schema_version"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 META_DDL = "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL)"
 
@@ -40,6 +43,11 @@ _MIGRATIONS = {
         "ALTER TABLE logs ADD COLUMN template_id UBIGINT",
         "ALTER TABLE logs ADD COLUMN template_params VARCHAR[]",
         TEMPLATES_DDL,
+    ),
+    2: (
+        f"ALTER TABLE spans RENAME TO {ROWS_TABLE}",
+        SEGMENTS_DDL,
+        f"CREATE VIEW spans AS SELECT * FROM {ROWS_TABLE}",
     ),
 }
 
@@ -94,7 +102,10 @@ def _create_missing(con: duckdb.DuckDBPyConnection) -> None:
 
     existing = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     for name, schema in TABLES.items():
-        if name not in existing:
+        table = ROWS_TABLE if name == "spans" else name
+        if table not in existing:
             empty = pa.Table.from_pylist([], schema=schema)  # noqa: F841 - read by DuckDB
-            con.execute(f"CREATE TABLE {name} AS SELECT * FROM empty")
+            con.execute(f"CREATE TABLE {table} AS SELECT * FROM empty")
     con.execute(TEMPLATES_DDL)
+    con.execute(SEGMENTS_DDL)
+    con.execute(f"CREATE VIEW IF NOT EXISTS spans AS SELECT * FROM {ROWS_TABLE}")

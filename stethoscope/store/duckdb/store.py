@@ -20,13 +20,14 @@ from stethoscope.store.base import (
     Window,
 )
 from stethoscope.store.duckdb import clock, log_queries, peers, profiles, queries
-from stethoscope.store.duckdb.rowgroups import Plan, RowGroups
+from stethoscope.store.duckdb.rowgroups import ROW_GROUP_ROWS, Plan, RowGroups
 from stethoscope.store.duckdb.schema import (
     SCHEMA_VERSION,
     check_readable,
     create_schema,
     read_schema_version,
 )
+from stethoscope.store.duckdb.segments import ROWS_TABLE, Segments
 
 if TYPE_CHECKING:  # writing needs pyarrow; reading (the CLI's path) does not load it
     import pyarrow as pa
@@ -45,7 +46,7 @@ CHECKPOINT_THRESHOLD = "128MB"
 _ORIGIN_TABLES = {"resources": "resource_id", "scopes": "scope_id"}
 _APPLIED = "wal_applied_seq"  # meta: the last log position whose rows are all stored ...
 _AHEAD = "wal_ahead:"  # ... and, per table, the rows of later positions stored already
-_TIME_COLUMNS = {"spans": "start_ns", "logs": "time_ns", "metric_points": "time_ns"}
+_TIME_COLUMNS = {ROWS_TABLE: "start_ns", "logs": "time_ns", "metric_points": "time_ns"}
 TEMPLATES_SINCE = 2  # the schema version that added log templates
 _UPSERT_TEMPLATES = """
     INSERT INTO templates BY NAME SELECT * FROM changed
@@ -84,7 +85,9 @@ class DuckDBStore:
         read_only: bool = False,
         memory_limit: str = "1GB",
         checkpoint_threshold: str = CHECKPOINT_THRESHOLD,
+        segment_rows: int = ROW_GROUP_ROWS,
     ):
+        """`segment_rows`: spans written to a Parquet segment at once (see segments.py)."""
         self.path = Path(data_dir) / STORE_FILE
         if read_only and not self.path.exists():
             raise DataError(f"no store at {self.path} (run `steth up --data {data_dir}` first)")
@@ -92,6 +95,7 @@ class DuckDBStore:
         config: dict[str, str | bool | int | float | list[str]] = {
             "memory_limit": memory_limit,
             "threads": 2,
+            "file_search_path": str(self.path.parent.resolve()),  # segments' paths are relative
         }
         if not read_only:
             config["checkpoint_threshold"] = checkpoint_threshold
@@ -105,11 +109,17 @@ class DuckDBStore:
                 f"(got {memory_limit!r}, {checkpoint_threshold!r}): {error}"
             ) from None
         self._lock = threading.Lock()
+        self._segment_rows = segment_rows
         try:
+            self._con.execute("SET GLOBAL parquet_metadata_cache = true")  # footers read once
             self.schema_version = self._prepare_schema(read_only)
         except BaseException:
             self._con.close()
             raise
+        # (A reader never writes: it needs no segment bookkeeping.)
+        self._segments = None if read_only else Segments(self.path.parent, self._con)
+        if self._segments is not None:
+            self._segments.remove_orphans()
         self._templated = self.schema_version >= TEMPLATES_SINCE
         # (A reader never writes: it has no log position to read.)
         position = (0, {}) if read_only else (self.applied_seq(), self._ahead())
@@ -183,7 +193,9 @@ class DuckDBStore:
                         tables, promote_options="default"
                     ).combine_chunks()
                     key = _ORIGIN_TABLES.get(name)
-                    if key:
+                    if name == "spans":
+                        self._insert_spans(combined)
+                    elif key:
                         con.execute(
                             f"INSERT INTO {name} BY NAME SELECT DISTINCT ON ({key}) * "
                             f"FROM combined WHERE {key} NOT IN (SELECT {key} FROM {name})"
@@ -197,7 +209,25 @@ class DuckDBStore:
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
+                if self._segments is not None:
+                    self._segments.rolled_back(con)
                 raise
+
+    def _insert_spans(self, rows: pa.Table) -> None:
+        """Whole row groups to a new segment; the rest to `span_rows`, sealed once it fills one."""
+        segments = self._segments
+        if segments is None:
+            raise DataError("a read-only store cannot be written")
+        whole = rows.num_rows - rows.num_rows % self._segment_rows
+        if whole:
+            segments.seal(self._con, rows.slice(0, whole))
+        if whole == rows.num_rows:
+            return
+        rest = rows.slice(whole)  # noqa: F841 - read by DuckDB
+        self._con.execute(f"INSERT INTO {ROWS_TABLE} BY NAME SELECT * FROM rest")
+        found = self._con.execute(f"SELECT count(*) FROM {ROWS_TABLE}").fetchone()
+        if found and found[0] >= self._segment_rows:
+            segments.seal(self._con, None)
 
     def _ahead(self) -> dict[str, int]:
         query = "SELECT key[length($1) + 1:], value FROM meta WHERE starts_with(key, $1)"
@@ -209,7 +239,10 @@ class DuckDBStore:
         return int(found[0]) if found else 0
 
     def prune(self, *, older_than_ns: int) -> int:
-        """Delete live (not imported) rows older than the cutoff."""
+        """Delete live (not imported) rows older than the cutoff.
+
+        A segment goes as a whole once all its spans are live and older than the cutoff.
+        """
         deleted = 0
         with self._lock:
             for table, column in _TIME_COLUMNS.items():
@@ -217,6 +250,8 @@ class DuckDBStore:
                     f"DELETE FROM {table} WHERE NOT imported AND {column} < ?", [older_than_ns]
                 ).fetchone()
                 deleted += int(found[0]) if found else 0
+            if self._segments is not None:
+                deleted += self._segments.prune(self._con, older_than_ns)
         return deleted
 
     def checkpoint(self) -> None:

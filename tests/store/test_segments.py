@@ -1,0 +1,179 @@
+"""Spans sealed in Parquet segments: every span readable once, wherever the directory goes,
+whatever crashed, and retention that drops whole segments but never imported spans."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from stethoscope.model.batch import SignalBatch
+from stethoscope.model.schema import TABLES
+from stethoscope.sources.otlp.decode import decode_traces
+from stethoscope.store.base import TemplateRow, TraceQuery
+from stethoscope.store.duckdb.store import DuckDBStore
+
+SEGMENT = 100  # spans a segment takes at once in these tests (the store's default: 122,880)
+HOUR_NS = 3600 * 10**9
+
+
+def spans(first: int, count: int, *, start_ns: int = 0, imported: bool = False) -> SignalBatch:
+    """`count` spans numbered from `first`, four to a trace, each with one attribute."""
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    resource_spans.resource.attributes.add(key="service.name", value=AnyValue(string_value="seg"))
+    scope_spans = resource_spans.scope_spans.add()
+    start = start_ns or time.time_ns()
+    for number in range(first, first + count):
+        span = scope_spans.spans.add()
+        span.trace_id = (number // 4 + 1).to_bytes(16, "big")
+        span.span_id = (number + 1).to_bytes(8, "big")
+        span.name = f"op-{number % 3}"
+        span.attributes.add(key="http.route", value=AnyValue(string_value=f"/r/{number % 5}"))
+        span.start_time_unix_nano = start + number
+        span.end_time_unix_nano = start + number + 1000
+    batch = decode_traces(request)
+    if imported:
+        table = batch.tables["spans"]
+        column = table.schema.get_field_index("imported")
+        batch.tables["spans"] = table.set_column(column, "imported", pa.array([True] * count))
+    return batch
+
+
+def span_ids(store: DuckDBStore) -> list[int]:
+    found = store.cursor().execute("SELECT span_id FROM spans ORDER BY span_id").fetchall()
+    return [row[0] for row in found]
+
+
+def segment_files(data: Path) -> list[str]:
+    folder = data / "segments"
+    return sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_whole_segments_are_written_at_once_and_the_rest_sealed_when_it_fills_one(
+    tmp_path: Path,
+) -> None:
+    store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
+    store.write([spans(0, 250)])  # two segments' worth at once, 50 left in the table
+    assert segment_files(tmp_path) == ["spans-000001.parquet"]
+    store.write([spans(250, 30)])  # 80 in the table: not a segment yet
+    assert segment_files(tmp_path) == ["spans-000001.parquet"]
+    store.write([spans(280, 20)])  # 100: sealed
+    assert segment_files(tmp_path) == ["spans-000001.parquet", "spans-000002.parquet"]
+    assert span_ids(store) == list(range(1, 301))
+    rows = store.cursor().execute("SELECT count(*) FROM span_rows").fetchone()
+    assert rows == (0,)
+    trace = store.trace(f"{2:032x}")  # spans 4-7, half of it written in each of two writes
+    assert trace is not None
+    assert [s["span_id"] for s in trace["spans"]] == [f"{n:016x}" for n in range(5, 9)]
+    assert trace["spans"][0]["attributes"] == {"http.route": "/r/4"}
+    found = store.traces(TraceQuery(attributes=(("http.route", "/r/0"),), limit=1000))
+    assert len(found) == 60  # of 75 traces of four spans, those with one numbered 0, 5, 10 ...
+    store.close()
+
+
+def test_a_copied_data_directory_reads_its_segments_from_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DuckDBStore(tmp_path / "original", segment_rows=SEGMENT)
+    store.write([spans(0, 120)])
+    store.close()
+    copy = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(tmp_path / "original", copy)
+    shutil.rmtree(tmp_path / "original")
+    monkeypatch.chdir(tmp_path)
+    reader = DuckDBStore(copy, read_only=True)
+    assert span_ids(reader) == list(range(1, 121))
+    reader.close()
+
+
+def test_a_failed_write_leaves_no_segment_and_can_be_made_again(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
+    store.write([spans(0, 100)], seqs=[1])
+    bad = TemplateRow(  # an id the store cannot hold
+        service="seg", template_id=-1, ordinal=0, template="x", overflow=False,
+        first_seen_ns=0, last_seen_ns=0, example="x",
+    )  # fmt: skip
+    with pytest.raises(duckdb.Error):
+        store.write([spans(100, 100)], seqs=[2], templates=[bad])
+    assert segment_files(tmp_path) == ["spans-000001.parquet"]  # the second one deleted
+    assert span_ids(store) == list(range(1, 101))
+    assert store.applied_seq() == 1
+    assert store.write([spans(100, 100)], seqs=[2]) == 2  # replayed from the log
+    assert span_ids(store) == list(range(1, 201))
+    store.close()
+
+
+def test_a_segment_a_crash_left_unlisted_is_deleted_when_a_writer_opens(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
+    store.write([spans(0, 100)], seqs=[1])
+    store.close()
+    # What a kill -9 between writing a segment and committing its transaction leaves.
+    folder = tmp_path / "segments"
+    shutil.copy(folder / "spans-000001.parquet", folder / "spans-000002.parquet")
+
+    reader = DuckDBStore(tmp_path, read_only=True)
+    assert span_ids(reader) == list(range(1, 101))  # never listed, never read
+    reader.close()
+    assert "spans-000002.parquet" in segment_files(tmp_path)  # a reader deletes nothing
+    store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
+    assert segment_files(tmp_path) == ["spans-000001.parquet"]
+    store.write([spans(100, 100)], seqs=[2])
+    assert span_ids(store) == list(range(1, 201))
+    store.close()
+
+
+def test_retention_drops_whole_segments_of_old_live_spans_and_keeps_imported_ones(
+    tmp_path: Path,
+) -> None:
+    now = time.time_ns()
+    store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
+    store.write([spans(0, 100, start_ns=now - 48 * HOUR_NS)])  # old, live
+    store.write([spans(100, 100, start_ns=now - 48 * HOUR_NS, imported=True)])
+    store.write([spans(200, 100, start_ns=now)])
+    store.write([spans(300, 10, start_ns=now - 48 * HOUR_NS)])  # old, live, not sealed
+    assert store.prune(older_than_ns=now - 24 * HOUR_NS) == 110
+    assert span_ids(store) == list(range(101, 301))
+    assert "spans-000001.parquet" in segment_files(tmp_path)  # a query may still be opening it
+    assert store.prune(older_than_ns=now - 24 * HOUR_NS) == 0
+    assert segment_files(tmp_path) == ["spans-000002.parquet", "spans-000003.parquet"]
+    store.close()
+    reopened = DuckDBStore(tmp_path, read_only=True)
+    assert span_ids(reopened) == list(range(101, 301))
+    reopened.close()
+
+
+def make_version_2_store(data: Path) -> None:
+    """A store as steth with schema version 2 left it: spans in a plain table."""
+    data.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(data / "steth.duckdb"))
+    con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL)")
+    con.execute("INSERT INTO meta VALUES ('schema_version', 2)")
+    written = spans(0, 8)
+    for name, schema in TABLES.items():
+        rows = written.tables.get(name, pa.Table.from_pylist([], schema=schema))  # noqa: F841
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM rows")
+    con.close()
+
+
+def test_a_version_2_store_reads_as_it_is_and_a_writer_migrates_it(tmp_path: Path) -> None:
+    make_version_2_store(tmp_path)
+    reader = DuckDBStore(tmp_path, read_only=True)
+    assert reader.schema_version == 2
+    trace = reader.trace(f"{1:032x}")
+    assert trace is not None and len(trace["spans"]) == 4
+    reader.close()
+
+    store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
+    assert store.schema_version == 3
+    assert span_ids(store) == list(range(1, 9))
+    store.write([spans(8, 100)])
+    assert span_ids(store) == list(range(1, 109))
+    assert segment_files(tmp_path) == ["spans-000001.parquet"]
+    store.close()
