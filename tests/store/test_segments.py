@@ -61,11 +61,11 @@ def test_whole_segments_are_written_at_once_and_the_rest_sealed_when_it_fills_on
 ) -> None:
     store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
     store.write([spans(0, 250)])  # two segments' worth at once, 50 left in the table
-    assert segment_files(tmp_path) == ["spans-000001.parquet"]
-    store.write([spans(250, 30)])  # 80 in the table: not a segment yet
-    assert segment_files(tmp_path) == ["spans-000001.parquet"]
-    store.write([spans(280, 20)])  # 100: sealed
     assert segment_files(tmp_path) == ["spans-000001.parquet", "spans-000002.parquet"]
+    store.write([spans(250, 30)])  # 80 in the table: not a segment yet
+    assert len(segment_files(tmp_path)) == 2
+    store.write([spans(280, 20)])  # 100: sealed
+    assert segment_files(tmp_path)[-1] == "spans-000003.parquet"
     assert span_ids(store) == list(range(1, 301))
     rows = store.cursor().execute("SELECT count(*) FROM span_rows").fetchone()
     assert rows == (0,)

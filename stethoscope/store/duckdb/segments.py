@@ -1,9 +1,12 @@
 """Spans sealed in Parquet files ("segments"): under 60 bytes a span, and faster trace lookups.
 
-Measured on the benchmark's spans (issue 2, 2026-11-26): DuckDB's own table takes 94.7 B/span
-(its codecs do not entropy-code, and it refuses ZSTD for nested columns such as attributes);
-the same rows written by DuckDB's Parquet writer with ZSTD take 52.6 B/span at 2.67 us of CPU
-a row, against 4.13 us to insert whole row groups into the table. Finding one trace among 10
+Measured on the benchmark's spans (issue 2, 2026-11-26): DuckDB's own table takes 94 B/span
+(its codecs do not entropy-code, and it refuses ZSTD for nested columns such as attributes).
+DuckDB's Parquet writer with ZSTD and version 2 pages takes 48.8 B/span for the same rows, and
+writing them costs about what inserting them into the table does (`DuckDBStore.write` of 1.2M
+spans in whole row groups: 3.6-4.0 us of CPU a span, against 3.2-3.6): mostly the writer's
+encoding, not ZSTD (LZ4 and Snappy cost as much, for 95-99 B/span). One COPY of 245,760 rows
+cost 4.1 us a row, of 122,880 2.9: so one segment per row group. Finding one trace among 10
 million spans in 82 segments took 7.4 ms (median of 20), against 17.5 ms in the table: the
 writer keeps bloom filters for the dictionary-encoded trace ids, and the reader skips every
 row group they rule out. Sorting a segment by trace id made it larger (64.6 B/span) and slower.
@@ -104,7 +107,7 @@ class Segments:
         source = "rows" if rows is not None else ROWS_TABLE
         con.execute(
             f"COPY (SELECT {columns} FROM {source}) TO {_quoted(str(path))} "
-            "(FORMAT parquet, COMPRESSION zstd)"
+            "(FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION v2)"
         )
         _fsync(path)
         _fsync(self._dir)
