@@ -1,5 +1,6 @@
-"""Spans sealed in Parquet segments: every span readable once, wherever the directory goes,
-whatever crashed, and retention that drops whole segments but never imported spans."""
+"""Spans and log records sealed in Parquet segments: every row readable once, wherever the
+directory goes, whatever crashed, and retention that drops whole segments but never imported
+rows."""
 
 from __future__ import annotations
 
@@ -10,16 +11,18 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from stethoscope.logs.masking import MASKED_COLUMN
 from stethoscope.model.batch import SignalBatch
 from stethoscope.model.schema import TABLES
-from stethoscope.sources.otlp.decode import decode_traces
-from stethoscope.store.base import TemplateRow, TraceQuery
+from stethoscope.sources.otlp.decode import decode_logs, decode_traces
+from stethoscope.store.base import LogQuery, TemplateRow, TraceQuery
 from stethoscope.store.duckdb.store import DuckDBStore
 
-SEGMENT = 100  # spans a segment takes at once in these tests (the store's default: 122,880)
+SEGMENT = 100  # rows a segment takes at once in these tests (the store's default: 122,880)
 HOUR_NS = 3600 * 10**9
 
 
@@ -44,6 +47,27 @@ def spans(first: int, count: int, *, start_ns: int = 0, imported: bool = False) 
         column = table.schema.get_field_index("imported")
         batch.tables["spans"] = table.set_column(column, "imported", pa.array([True] * count))
     return batch
+
+
+def records(first: int, count: int, *, start_ns: int = 0) -> SignalBatch:
+    """`count` log records numbered from `first`, each in the trace of span `first` (spans())."""
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    resource_logs.resource.attributes.add(key="service.name", value=AnyValue(string_value="seg"))
+    scope_logs = resource_logs.scope_logs.add()
+    start = start_ns or time.time_ns()
+    for number in range(first, first + count):
+        record = scope_logs.log_records.add()
+        record.time_unix_nano = start + number
+        record.body.string_value = f"record {number}"
+        record.trace_id = (first // 4 + 1).to_bytes(16, "big")
+    batch = decode_logs(request)
+    batch.tables["logs"] = batch.tables["logs"].drop_columns([MASKED_COLUMN])
+    return batch
+
+
+def bodies(store: DuckDBStore) -> list[str]:
+    return [r["body"] for r in store.logs(LogQuery(limit=100_000))]
 
 
 def span_ids(store: DuckDBStore) -> list[int]:
@@ -75,6 +99,32 @@ def test_whole_segments_are_written_at_once_and_the_rest_sealed_when_it_fills_on
     assert trace["spans"][0]["attributes"] == {"http.route": "/r/4"}
     found = store.traces(TraceQuery(attributes=(("http.route", "/r/0"),), limit=1000))
     assert len(found) == 60  # of 75 traces of four spans, those with one numbered 0, 5, 10 ...
+    store.close()
+
+
+def test_log_records_are_sealed_and_found_by_trace_and_text(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
+    store.write([spans(0, 4), records(0, 130)])
+    store.write([records(130, 80)])  # 30 + 80 in the table: sealed
+    assert segment_files(tmp_path) == ["logs-000001.parquet", "logs-000002.parquet"]
+    assert bodies(store) == [f"record {n}" for n in range(210)]
+    trace = store.trace(f"{1:032x}")
+    assert trace is not None and len(trace["logs"]) == 130
+    found = store.logs(LogQuery(text="record 20"))
+    assert [r["body"] for r in found] == ["record 20", *(f"record {n}" for n in range(200, 210))]
+    store.close()
+
+
+def test_log_records_from_an_older_log_lacking_columns_are_sealed_with_nulls(
+    tmp_path: Path,
+) -> None:
+    older = records(0, 100)  # as a write-ahead log from before templates holds them
+    older.tables["logs"] = older.tables["logs"].drop_columns(["template_id", "template_params"])
+    store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
+    store.write([older])
+    assert segment_files(tmp_path) == ["logs-000001.parquet"]
+    found = store.logs(LogQuery(limit=1000))
+    assert len(found) == 100 and {r["template_id"] for r in found} == {None}
     store.close()
 
 
@@ -138,8 +188,10 @@ def test_retention_drops_whole_segments_of_old_live_spans_and_keeps_imported_one
     store.write([spans(100, 100, start_ns=now - 48 * HOUR_NS, imported=True)])
     store.write([spans(200, 100, start_ns=now)])
     store.write([spans(300, 10, start_ns=now - 48 * HOUR_NS)])  # old, live, not sealed
-    assert store.prune(older_than_ns=now - 24 * HOUR_NS) == 110
+    store.write([records(0, 100, start_ns=now - 48 * HOUR_NS)])
+    assert store.prune(older_than_ns=now - 24 * HOUR_NS) == 210
     assert span_ids(store) == list(range(101, 301))
+    assert bodies(store) == []
     assert "spans-000001.parquet" in segment_files(tmp_path)  # a query may still be opening it
     assert store.prune(older_than_ns=now - 24 * HOUR_NS) == 0
     assert segment_files(tmp_path) == ["spans-000002.parquet", "spans-000003.parquet"]

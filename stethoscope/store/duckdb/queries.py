@@ -330,17 +330,6 @@ def _span(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _log_rows_of_trace(trace_id_hex: str) -> Where:
-    """Log records of one trace, found by rowid first so only they read the wide columns.
-
-    Filtering the ids in a subquery and fetching by rowid is three times faster (10 ms against
-    30 ms on 10 million rows) than one scan that decodes the rest alongside the ids. (Spans are
-    a view over Parquet segments, which has no rowid and needs none: segments.py.)
-    """
-    ids = Where().trace_id(trace_id_hex)
-    return Where().add(f"rowid IN (SELECT rowid FROM logs WHERE {ids.sql()})", *ids.params)
-
-
 def trace(
     cursor: duckdb.DuckDBPyConnection, trace_id_hex: str, *, templated: bool = True
 ) -> dict[str, Any] | None:
@@ -364,7 +353,7 @@ def trace(
     spans = [_span(row) for row in _rows(cursor, sql, where.params)]
     records = log_rows(
         cursor,
-        _log_rows_of_trace(trace_id_hex),
+        Where().trace_id(trace_id_hex),
         order="ASC",
         limit=None,
         templated=templated,

@@ -2,8 +2,8 @@
 
 Versions: 1 is the first store; 2 adds `logs.template_id` and `logs.template_params` (appended,
 so that migrated and new tables share one column order) and the `templates` table; 3 keeps
-spans in Parquet segments and the `span_rows` table, read through the `spans` view
-(segments.py). A writer
+spans and log records in Parquet segments and the `span_rows` and `log_rows` tables, read
+through the `spans` and `logs` views (segments.py). A writer
 migrates an older store when it opens it; a read-only open leaves it as it is and the queries
 fill in what it lacks (see `DuckDBStore.schema_version`).
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import duckdb
 
 from stethoscope.errors import DataError
-from stethoscope.store.duckdb.segments import ROWS_TABLE, SEGMENTS_DDL
+from stethoscope.store.duckdb.segments import ROW_TABLES, SEGMENTS_DDL
 
 __all__ = ["SCHEMA_VERSION", "create_schema", "read_schema_version"]
 
@@ -45,9 +45,9 @@ _MIGRATIONS = {
         TEMPLATES_DDL,
     ),
     2: (
-        f"ALTER TABLE spans RENAME TO {ROWS_TABLE}",
+        *(f"ALTER TABLE {view} RENAME TO {table}" for view, table in ROW_TABLES.items()),
         SEGMENTS_DDL,
-        f"CREATE VIEW spans AS SELECT * FROM {ROWS_TABLE}",
+        *(f"CREATE VIEW {view} AS SELECT * FROM {table}" for view, table in ROW_TABLES.items()),
     ),
 }
 
@@ -102,10 +102,11 @@ def _create_missing(con: duckdb.DuckDBPyConnection) -> None:
 
     existing = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     for name, schema in TABLES.items():
-        table = ROWS_TABLE if name == "spans" else name
+        table = ROW_TABLES.get(name, name)
         if table not in existing:
             empty = pa.Table.from_pylist([], schema=schema)  # noqa: F841 - read by DuckDB
             con.execute(f"CREATE TABLE {table} AS SELECT * FROM empty")
     con.execute(TEMPLATES_DDL)
     con.execute(SEGMENTS_DDL)
-    con.execute(f"CREATE VIEW IF NOT EXISTS spans AS SELECT * FROM {ROWS_TABLE}")
+    for view, table in ROW_TABLES.items():
+        con.execute(f"CREATE VIEW IF NOT EXISTS {view} AS SELECT * FROM {table}")

@@ -27,7 +27,7 @@ from stethoscope.store.duckdb.schema import (
     create_schema,
     read_schema_version,
 )
-from stethoscope.store.duckdb.segments import ROWS_TABLE, Segments
+from stethoscope.store.duckdb.segments import ROW_TABLES, Segments
 
 if TYPE_CHECKING:  # writing needs pyarrow; reading (the CLI's path) does not load it
     import pyarrow as pa
@@ -46,7 +46,7 @@ CHECKPOINT_THRESHOLD = "128MB"
 _ORIGIN_TABLES = {"resources": "resource_id", "scopes": "scope_id"}
 _APPLIED = "wal_applied_seq"  # meta: the last log position whose rows are all stored ...
 _AHEAD = "wal_ahead:"  # ... and, per table, the rows of later positions stored already
-_TIME_COLUMNS = {ROWS_TABLE: "start_ns", "logs": "time_ns", "metric_points": "time_ns"}
+_TIME_COLUMNS = {"span_rows": "start_ns", "log_rows": "time_ns", "metric_points": "time_ns"}
 TEMPLATES_SINCE = 2  # the schema version that added log templates
 _UPSERT_TEMPLATES = """
     INSERT INTO templates BY NAME SELECT * FROM changed
@@ -87,7 +87,7 @@ class DuckDBStore:
         checkpoint_threshold: str = CHECKPOINT_THRESHOLD,
         segment_rows: int = ROW_GROUP_ROWS,
     ):
-        """`segment_rows`: spans written to a Parquet segment at once (see segments.py)."""
+        """`segment_rows`: spans or log records written to a Parquet segment at once."""
         self.path = Path(data_dir) / STORE_FILE
         if read_only and not self.path.exists():
             raise DataError(f"no store at {self.path} (run `steth up --data {data_dir}` first)")
@@ -193,8 +193,8 @@ class DuckDBStore:
                         tables, promote_options="default"
                     ).combine_chunks()
                     key = _ORIGIN_TABLES.get(name)
-                    if name == "spans":
-                        self._insert_spans(combined)
+                    if name in ROW_TABLES:
+                        self._insert_sealed(name, combined)
                     elif key:
                         con.execute(
                             f"INSERT INTO {name} BY NAME SELECT DISTINCT ON ({key}) * "
@@ -213,22 +213,23 @@ class DuckDBStore:
                     self._segments.rolled_back(con)
                 raise
 
-    def _insert_spans(self, rows: pa.Table) -> None:
-        """Each whole segment to a new file; the rest to `span_rows`, sealed once it fills one."""
+    def _insert_sealed(self, view: str, rows: pa.Table) -> None:
+        """Each whole segment to a new file; the rest to the rows table, sealed when it has one."""
         segments = self._segments
         if segments is None:
             raise DataError("a read-only store cannot be written")
         whole = rows.num_rows - rows.num_rows % self._segment_rows
         # One segment a row group: cheaper to write (segments.py).
         for start in range(0, whole, self._segment_rows):
-            segments.seal(self._con, rows.slice(start, self._segment_rows))
+            segments.seal(self._con, view, rows.slice(start, self._segment_rows))
         if whole == rows.num_rows:
             return
+        table = ROW_TABLES[view]
         rest = rows.slice(whole)  # noqa: F841 - read by DuckDB
-        self._con.execute(f"INSERT INTO {ROWS_TABLE} BY NAME SELECT * FROM rest")
-        found = self._con.execute(f"SELECT count(*) FROM {ROWS_TABLE}").fetchone()
+        self._con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM rest")
+        found = self._con.execute(f"SELECT count(*) FROM {table}").fetchone()
         if found and found[0] >= self._segment_rows:
-            segments.seal(self._con, None)
+            segments.seal(self._con, view, None)
 
     def _ahead(self) -> dict[str, int]:
         query = "SELECT key[length($1) + 1:], value FROM meta WHERE starts_with(key, $1)"
@@ -242,7 +243,7 @@ class DuckDBStore:
     def prune(self, *, older_than_ns: int) -> int:
         """Delete live (not imported) rows older than the cutoff.
 
-        A segment goes as a whole once all its spans are live and older than the cutoff.
+        A segment goes as a whole once all its rows are live and older than the cutoff.
         """
         deleted = 0
         with self._lock:
