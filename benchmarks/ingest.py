@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -522,8 +522,9 @@ def http_get(port: int, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
 class ServerProcess:
     """`steth up` on free ports as a child process; always stopped (then killed) on exit."""
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, options: Sequence[str] = ()) -> None:
         self.data_dir = data_dir
+        self.options = list(options)  # more `steth up` options
         self.log_path = log_path
         self.http_port, self.grpc_port, self.ui_port = free_port(), free_port(), free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -540,6 +541,7 @@ class ServerProcess:
             str(self.grpc_port),
             "--ui-port",
             str(self.ui_port),
+            *self.options,
         ]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
@@ -891,16 +893,22 @@ class CpuSnapshot:
 
 
 def run_ingest(
-    signal_name: str, pool: list[PooledBody], records: int, data_dir: Path, senders: int
+    signal_name: str,
+    pool: list[PooledBody],
+    records: int,
+    data_dir: Path,
+    senders: int,
+    options: Sequence[str] = (),
 ) -> IngestResult:
-    """Start a server on `data_dir`, ingest `records`, wait until stored, stop it, measure."""
+    """Start a server (`steth up OPTIONS`) on `data_dir`, ingest `records`, wait until stored,
+    stop it, measure."""
     if data_dir.exists() and any(data_dir.iterdir()):
         raise RuntimeError(f"{data_dir} is not empty: measuring needs a fresh data directory")
     per_request = pool[0].records
     requests = -(-records // per_request)
     result = IngestResult(signal_name)
     log_path = data_dir.parent / f"{data_dir.name}.server.log"
-    with ServerProcess(data_dir, log_path) as server, RssSampler(server.pid) as rss:
+    with ServerProcess(data_dir, log_path, options) as server, RssSampler(server.pid) as rss:
         before = CpuSnapshot.take(server)
         sent = send_all(server.http_port, signal_name, pool, requests, senders)
         _fold(result, sent)
@@ -1219,6 +1227,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smaller defaults for a smoke run")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     parser.add_argument("--keep", type=Path, help="keep the data directories under this path")
+    parser.add_argument(
+        "--compact-store",
+        action="store_true",
+        help="run `steth up --compact-store` (spans and log records in Parquet segments)",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     defaults = {
@@ -1253,7 +1266,9 @@ def measure(args: argparse.Namespace, workdir: Path) -> tuple[list[Row], dict[st
         if count == 0:
             continue
         progress(f"ingest phase: {count:,} {unit} ({signal_name})")
-        result = run_ingest(signal_name, pool, count, workdir / signal_name, args.senders)
+        result = run_ingest(
+            signal_name, pool, count, workdir / signal_name, args.senders, server_options(args)
+        )
         raw[signal_name] = asdict(result) | {"bytes_per_row": result.bytes_per_row}
         rows += ingest_rows(result, unit, target)
         peaks.append(result.peak_rss)
@@ -1323,7 +1338,7 @@ def big_store(
     """Build the big store through the server (sustained ingest), then time the queries."""
     count = args.big_store_spans
     progress(f"big store: {count:,} spans through the server")
-    result = run_ingest("traces", pool, count, data_dir, args.senders)
+    result = run_ingest("traces", pool, count, data_dir, args.senders, server_options(args))
     peaks.append(result.peak_rss)
     trace_id, expected = known_trace(pool)
     progress(f"timing queries on {result.rows:,} spans (trace {trace_id})")
@@ -1372,6 +1387,11 @@ def sustained_rows(result: IngestResult, count: int) -> list[Row]:
             ("<=", 60.0, "<= 60"),
         ),
     ]
+
+
+def server_options(args: argparse.Namespace) -> list[str]:
+    """The `steth up` options the ingest phases run with."""
+    return ["--compact-store"] if args.compact_store else []
 
 
 def _interrupt(signum: int, frame: object) -> None:

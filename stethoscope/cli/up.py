@@ -37,6 +37,12 @@ def register(subparsers: Any) -> None:
         help="seconds the writer waits for more data before it stores what it has (0.5); "
         "under steady traffic rows may wait up to 2 s to fill whole DuckDB row groups",
     )
+    parser.add_argument(
+        "--compact-store",
+        action="store_true",
+        help="seal spans and log records in ZSTD Parquet segments: about 0.55x the disk, "
+        "but trace lookups and searches several times slower (docs/formats/segments.md)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -60,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
             flush_interval_s=args.flush_interval,
             retention_ns=None if args.retention == "off" else parse_duration_ns(args.retention),
         ),
+        compact_store=args.compact_store,
     )
     os.makedirs(config.data_dir, exist_ok=True)
     return run_server(config)

@@ -30,7 +30,6 @@ from stethoscope.logs.masking import MASKED_COLUMN
 from stethoscope.sources.otlp.decode import decode_logs, decode_metrics, decode_traces
 from stethoscope.store.base import LogQuery, MetricQuery, TraceQuery, Window
 from stethoscope.store.duckdb.queries import Where, restore_attributes, severity_name
-from stethoscope.store.duckdb.rowgroups import ROW_GROUP_ROWS
 from stethoscope.store.duckdb.store import DuckDBStore
 
 T0 = 1_700_000_000_000_000_000
@@ -346,7 +345,7 @@ METRICS = metric_request(
 
 
 # Every query twice: over spans in DuckDB's table, and sealed in a Parquet segment at once.
-@pytest.fixture(scope="module", params=[ROW_GROUP_ROWS, 1], ids=["table", "segments"])
+@pytest.fixture(scope="module", params=[0, 1], ids=["table", "segments"])
 def store(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[DuckDBStore]:

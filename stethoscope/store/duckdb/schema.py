@@ -3,9 +3,9 @@
 Versions: 1 is the first store; 2 adds `logs.template_id` and `logs.template_params` (appended,
 so that migrated and new tables share one column order) and the `templates` table; 3 keeps
 spans and log records in Parquet segments and the `span_rows` and `log_rows` tables, read
-through the `spans` and `logs` views (segments.py). A writer
-migrates an older store when it opens it; a read-only open leaves it as it is and the queries
-fill in what it lacks (see `DuckDBStore.schema_version`).
+through the `spans` and `logs` views (segments.py). A writer migrates an older store when it
+opens it; a read-only open leaves it as it is and the queries fill in what it lacks (see
+`DuckDBStore.schema_version`).
 """
 
 from __future__ import annotations

@@ -34,12 +34,12 @@ import duckdb
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["ROW_TABLES", "SEGMENTS_DDL", "SEGMENT_DIR", "Segments", "view_ddl"]
+__all__ = ["ROW_TABLES", "SEGMENTS_DDL", "SEGMENT_DIR", "TIME_COLUMNS", "Segments", "view_ddl"]
 
 SEGMENT_DIR = "segments"
 # Each sealed view, with the table of its rows not sealed yet and the time retention goes by.
 ROW_TABLES = {"spans": "span_rows", "logs": "log_rows"}
-_TIME_COLUMNS = {"spans": "start_ns", "logs": "time_ns"}
+TIME_COLUMNS = {"spans": "start_ns", "logs": "time_ns"}
 
 SEGMENTS_DDL = """
     CREATE TABLE IF NOT EXISTS segments (
@@ -132,7 +132,7 @@ class Segments:
         )
         _fsync(path)
         _fsync(self._dir)
-        time = _TIME_COLUMNS[view]
+        time = TIME_COLUMNS[view]
         con.execute(
             f"""INSERT INTO segments
                 SELECT ?, ?, count(*), count(*) FILTER (WHERE imported), min({time}), max({time})

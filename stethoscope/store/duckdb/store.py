@@ -20,14 +20,14 @@ from stethoscope.store.base import (
     Window,
 )
 from stethoscope.store.duckdb import clock, log_queries, peers, profiles, queries
-from stethoscope.store.duckdb.rowgroups import ROW_GROUP_ROWS, Plan, RowGroups
+from stethoscope.store.duckdb.rowgroups import Plan, RowGroups
 from stethoscope.store.duckdb.schema import (
     SCHEMA_VERSION,
     check_readable,
     create_schema,
     read_schema_version,
 )
-from stethoscope.store.duckdb.segments import ROW_TABLES, Segments
+from stethoscope.store.duckdb.segments import ROW_TABLES, TIME_COLUMNS, Segments
 
 if TYPE_CHECKING:  # writing needs pyarrow; reading (the CLI's path) does not load it
     import pyarrow as pa
@@ -46,7 +46,10 @@ CHECKPOINT_THRESHOLD = "128MB"
 _ORIGIN_TABLES = {"resources": "resource_id", "scopes": "scope_id"}
 _APPLIED = "wal_applied_seq"  # meta: the last log position whose rows are all stored ...
 _AHEAD = "wal_ahead:"  # ... and, per table, the rows of later positions stored already
-_TIME_COLUMNS = {"span_rows": "start_ns", "log_rows": "time_ns", "metric_points": "time_ns"}
+# Tables retention deletes rows from, by the time column it goes by (segments go whole).
+_TIME_COLUMNS = {ROW_TABLES[view]: column for view, column in TIME_COLUMNS.items()} | {
+    "metric_points": "time_ns"
+}
 TEMPLATES_SINCE = 2  # the schema version that added log templates
 _UPSERT_TEMPLATES = """
     INSERT INTO templates BY NAME SELECT * FROM changed
@@ -85,9 +88,12 @@ class DuckDBStore:
         read_only: bool = False,
         memory_limit: str = "1GB",
         checkpoint_threshold: str = CHECKPOINT_THRESHOLD,
-        segment_rows: int = ROW_GROUP_ROWS,
+        segment_rows: int = 0,
     ):
-        """`segment_rows`: spans or log records written to a Parquet segment at once."""
+        """`segment_rows`: spans or log records sealed in a Parquet segment at once (0: none).
+
+        Segments take about half the disk and make queries slower (segments.py).
+        """
         self.path = Path(data_dir) / STORE_FILE
         if read_only and not self.path.exists():
             raise DataError(f"no store at {self.path} (run `steth up --data {data_dir}` first)")
@@ -116,12 +122,11 @@ class DuckDBStore:
         except BaseException:
             self._con.close()
             raise
-        # (A reader never writes: it needs no segment bookkeeping.)
+        self._templated = self.schema_version >= TEMPLATES_SINCE
+        # (A reader never writes: it has no log position to read and no segments to keep.)
         self._segments = None if read_only else Segments(self.path.parent, self._con)
         if self._segments is not None:
             self._segments.remove_orphans()
-        self._templated = self.schema_version >= TEMPLATES_SINCE
-        # (A reader never writes: it has no log position to read.)
         position = (0, {}) if read_only else (self.applied_seq(), self._ahead())
         self._row_groups = RowGroups(*position, keyed=set(_ORIGIN_TABLES))
 
@@ -218,13 +223,16 @@ class DuckDBStore:
         segments = self._segments
         if segments is None:
             raise DataError("a read-only store cannot be written")
+        table = ROW_TABLES[view]
+        if not self._segment_rows:
+            self._con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM rows")
+            return
         whole = rows.num_rows - rows.num_rows % self._segment_rows
         # One segment a row group: cheaper to write (segments.py).
         for start in range(0, whole, self._segment_rows):
             segments.seal(self._con, view, rows.slice(start, self._segment_rows))
         if whole == rows.num_rows:
             return
-        table = ROW_TABLES[view]
         rest = rows.slice(whole)  # noqa: F841 - read by DuckDB
         self._con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM rest")
         found = self._con.execute(f"SELECT count(*) FROM {table}").fetchone()

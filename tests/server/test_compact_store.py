@@ -1,0 +1,59 @@
+"""`steth up --compact-store`: spans sealed in Parquet segments, every one still found."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+from conftest import ServerFactory, run_steth
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from stethoscope.store.duckdb.rowgroups import ROW_GROUP_ROWS
+
+SPANS_PER_REQUEST = 4096
+REQUESTS = ROW_GROUP_ROWS // SPANS_PER_REQUEST + 2  # a segment's worth and some left over
+
+
+def request_body(number: int) -> bytes:
+    """Spans of one service, 16 to a trace, trace ids unique across requests."""
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    resource_spans.resource.attributes.add(
+        key="service.name", value=AnyValue(string_value="compact")
+    )
+    spans = resource_spans.scope_spans.add().spans
+    start = time.time_ns()
+    for index in range(SPANS_PER_REQUEST):
+        span = spans.add()
+        span.trace_id = (number * SPANS_PER_REQUEST + index // 16 + 1).to_bytes(16, "big")
+        span.span_id = (number * SPANS_PER_REQUEST + index + 1).to_bytes(8, "big")
+        span.name = f"op-{index % 7}"
+        span.attributes.add(key="http.route", value=AnyValue(string_value=f"/r/{index % 11}"))
+        span.start_time_unix_nano, span.end_time_unix_nano = start + index, start + index + 1000
+    return request.SerializeToString()
+
+
+def test_spans_sent_to_a_compact_store_are_sealed_and_all_found(
+    start_server: ServerFactory,
+) -> None:
+    server = start_server(extra_args=["--compact-store"])
+    headers = {"Content-Type": "application/x-protobuf"}
+    with httpx.Client(base_url=server.otlp_url, headers=headers, timeout=30) as client:
+        for number in range(REQUESTS):
+            assert client.post("/v1/traces", content=request_body(number)).status_code == 200
+    data = server.data
+    assert server.stop() == 0
+
+    assert sorted(path.name for path in (data / "segments").iterdir()) == ["spans-000001.parquet"]
+    code, out, err = run_steth("services", "--json", "--data", str(data))
+    assert code == 0, err
+    assert [s["spans"] for s in json.loads(out)["services"]] == [REQUESTS * SPANS_PER_REQUEST]
+    last_id = (REQUESTS - 1) * SPANS_PER_REQUEST + SPANS_PER_REQUEST // 16
+    last = f"{last_id:032x}"  # the last trace: in the table
+    first = f"{1:032x}"  # the first: in the segment
+    for trace_id in (first, last):
+        code, out, err = run_steth("trace", trace_id, "--json", "--data", str(data))
+        assert code == 0, err
+        assert len(json.loads(out)["spans"]) == 16
