@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import duckdb
@@ -330,30 +331,53 @@ def _span(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _trace_rows(view: str, trace_id_hex: str, row_tables: Mapping[str, str]) -> tuple[str, Where]:
+    """Where to read the rows of one trace in `view` from, and the filter that finds them.
+
+    When all of the view's rows sit in a DuckDB table (`row_tables`), filtering the ids in a
+    subquery and fetching by rowid is three times faster (10 ms against 30 ms on 10 million
+    spans) than one scan that decodes attributes alongside the ids. Segments have no rowid.
+    """
+    ids = Where().trace_id(trace_id_hex)
+    table = row_tables.get(view)
+    if table is None:
+        return view, ids
+    return table, Where().add(
+        f"rowid IN (SELECT rowid FROM {table} WHERE {ids.sql()})", *ids.params
+    )
+
+
 def trace(
-    cursor: duckdb.DuckDBPyConnection, trace_id_hex: str, *, templated: bool = True
+    cursor: duckdb.DuckDBPyConnection,
+    trace_id_hex: str,
+    *,
+    templated: bool = True,
+    row_tables: Mapping[str, str] | None = None,
 ) -> dict[str, Any] | None:
     """Every span of one trace (by start) and its log records; None when neither exists.
 
     Times are as stored. An instance whose spans sit outside their callers' by more than its
     clock can explain gets `clock_offset_ns` (added to its times puts them right) on its spans
     and records, and a line in `clock_corrections`; every other span and record gets 0.
+    `row_tables`: the views (spans, logs) whose rows all sit in a table, by that table.
     """
-    where = Where().trace_id(trace_id_hex)
+    source, where = _trace_rows("spans", trace_id_hex, row_tables or {})
     sql = f"""
         SELECT s.span_id, s.parent_span_id, s.service, coalesce(r.instance, '') AS instance,
                s.name, s.kind, s.start_ns, s.duration_ns, s.status_code, s.status_message,
                s.attributes, s.events, s.links, r.attributes AS resource,
                sc.name AS scope_name, sc.version AS scope_version
-        FROM (SELECT * FROM spans WHERE {where.sql()}) s
+        FROM (SELECT * FROM {source} WHERE {where.sql()}) s
         LEFT JOIN resources r USING (resource_id)
         LEFT JOIN scopes sc USING (scope_id)
         ORDER BY s.start_ns, s.span_id
     """
     spans = [_span(row) for row in _rows(cursor, sql, where.params)]
+    log_source, log_where = _trace_rows("logs", trace_id_hex, row_tables or {})
     records = log_rows(
         cursor,
-        Where().trace_id(trace_id_hex),
+        log_where,
+        source=log_source,
         order="ASC",
         limit=None,
         templated=templated,
@@ -442,8 +466,9 @@ def log_rows(
     order: str,
     limit: int | None,
     templated: bool = True,
+    source: str = "logs",
 ) -> list[dict[str, Any]]:
-    """Log records meeting `where`, ordered by time (`order` is ASC or DESC), limited."""
+    """Log records of `source` meeting `where`, ordered by time (`order` ASC or DESC), limited."""
     params = list(where.params)
     limit_sql = ""
     if limit is not None:
@@ -453,7 +478,7 @@ def log_rows(
         SELECT l.time_ns, l.service, coalesce(r.instance, '') AS instance, l.severity_number,
                l.severity_text, l.body, l.attributes, l.trace_hi, l.trace_lo, l.span_id,
                l.event_name, {_TEMPLATE_COLUMNS[templated]}
-        FROM (SELECT * FROM logs WHERE {where.sql()} ORDER BY time_ns {order} {limit_sql}) l
+        FROM (SELECT * FROM {source} WHERE {where.sql()} ORDER BY time_ns {order} {limit_sql}) l
         LEFT JOIN resources r USING (resource_id)
         ORDER BY l.time_ns {order}
     """

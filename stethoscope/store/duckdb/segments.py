@@ -1,4 +1,4 @@
-"""Spans and log records sealed in Parquet files ("segments"): about half the disk.
+"""Spans and log records sealed in Parquet files ("segments"): about half the disk, slower reads.
 
 Measured on spans the benchmark sent through `steth up` (issue 2, 2026-11-26): DuckDB's own
 table takes 94 B/span (its codecs do not entropy-code, and it refuses ZSTD for nested columns
@@ -7,10 +7,16 @@ such as attributes); DuckDB's Parquet writer with ZSTD takes 52.1 B/span for the
 `DuckDBStore.write`). Most of that is the writer's encoding, not ZSTD: LZ4 and Snappy cost as
 much for 95-99 B/span. Also measured, not taken: ZSTD level 6, 48.8 B/span at 4.11 us; one row
 group of 245,760 rows, 47.4 at 3.37; Parquet version 2 pages, 61.1 (its delta encodings lose
-to dictionaries here). Finding one trace among 10 million spans in 82 segments took 7.4 ms
-(median of 20), against 17.5 ms in the table: the writer keeps bloom filters for the
-dictionary-encoded trace ids, and the reader skips every row group they rule out. Sorting a
-segment by trace id made it larger and slower. Log records: 31.6 B a record against 71.
+to dictionaries here). Log records through `steth up`: 53.8 B a record against 94.5.
+
+Queries pay for it (the benchmark's 10M-span store, same period): a trace by id took 57.2 ms
+in-process against 16.3, 186.5 through a running server against 95.9; the filtered traces
+search 271 ms against 56; building the store ran at 65.8k spans/s against 75.3k. The writer
+keeps bloom filters for the dictionary-encoded trace ids and the reader skips the row groups
+they rule out, but it decodes every column of a row group it keeps (no page skipping), so one
+trace costs a row group; smaller row groups lose the gain (32,768 rows: 64.1 B/span, the trace
+17.5 ms). Sorting a segment by trace id made it larger. Hence `steth up --compact-store`: the
+operator chooses.
 
 So whole row groups of spans go to `<data>/segments/spans-NNNNNN.parquet`, one file each, the
 rest of a write to the `span_rows` table, which is sealed into a segment as soon as it holds a
@@ -95,6 +101,10 @@ class Segments:
         ).fetchall():
             files[view].append(name)
         return files
+
+    def views(self) -> set[str]:
+        """The views with at least one segment (listed, or being listed by the writer)."""
+        return {view for view, names in self._files.items() if names}
 
     def remove_orphans(self) -> int:
         """Delete segment files no committed transaction listed (a crash mid-write left them)."""

@@ -51,6 +51,7 @@ _TIME_COLUMNS = {ROW_TABLES[view]: column for view, column in TIME_COLUMNS.items
     "metric_points": "time_ns"
 }
 TEMPLATES_SINCE = 2  # the schema version that added log templates
+SEGMENTS_SINCE = 3  # ... that added segments, the spans and logs views and their rows tables
 _UPSERT_TEMPLATES = """
     INSERT INTO templates BY NAME SELECT * FROM changed
     ON CONFLICT (service, template_id) DO UPDATE SET
@@ -127,6 +128,8 @@ class DuckDBStore:
         self._segments = None if read_only else Segments(self.path.parent, self._con)
         if self._segments is not None:
             self._segments.remove_orphans()
+        # A reader's store has no writer meanwhile (DuckDB locks the file): what it holds now.
+        self._sealed_at_open = self._sealed_views() if read_only else set()
         position = (0, {}) if read_only else (self.applied_seq(), self._ahead())
         self._row_groups = RowGroups(*position, keyed=set(_ORIGIN_TABLES))
 
@@ -239,6 +242,19 @@ class DuckDBStore:
         if found and found[0] >= self._segment_rows:
             segments.seal(self._con, view, None)
 
+    def _sealed_views(self) -> set[str]:
+        if self.schema_version < SEGMENTS_SINCE:
+            return set()
+        found = self.cursor().execute("SELECT DISTINCT view_name FROM segments").fetchall()
+        return {row[0] for row in found}
+
+    def _row_tables(self) -> dict[str, str]:
+        """The views (spans, logs) whose rows all sit in a DuckDB table, by that table."""
+        if self.schema_version < SEGMENTS_SINCE:  # a version 2 store read as it is: tables
+            return {view: view for view in ROW_TABLES}
+        sealed = self._segments.views() if self._segments is not None else self._sealed_at_open
+        return {view: table for view, table in ROW_TABLES.items() if view not in sealed}
+
     def _ahead(self) -> dict[str, int]:
         query = "SELECT key[length($1) + 1:], value FROM meta WHERE starts_with(key, $1)"
         return dict(self.cursor().execute(query, [_AHEAD]).fetchall())
@@ -277,7 +293,9 @@ class DuckDBStore:
         return queries.traces(self.cursor(), query)
 
     def trace(self, trace_id: str) -> dict[str, Any] | None:
-        return queries.trace(self.cursor(), trace_id, templated=self._templated)
+        return queries.trace(
+            self.cursor(), trace_id, templated=self._templated, row_tables=self._row_tables()
+        )
 
     def trace_ids(self, prefix: str) -> list[str]:
         return queries.trace_ids_with_prefix(self.cursor(), prefix)
