@@ -21,6 +21,7 @@ from pathlib import Path
 
 from stethoscope.errors import Overloaded
 from stethoscope.model.batch import SignalBatch
+from stethoscope.store.durable import fsync_path
 
 MAGIC = b"STWAL01\n"
 INFINITE_SEQ = 1 << 64  # past every sequence number
@@ -177,7 +178,7 @@ class WriteAheadLog:
             handle.write(MAGIC)
         self._file = handle
         self._written = handle.tell()
-        _fsync_directory(self.directory)
+        fsync_path(self.directory)
 
     def _run(self) -> None:
         stopping = False
@@ -231,11 +232,3 @@ class WriteAheadLog:
         self._file = None
         with contextlib.suppress(OSError):
             self._open_segment()
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

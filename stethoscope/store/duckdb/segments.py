@@ -31,11 +31,12 @@ data directory reads anywhere.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
+
+from stethoscope.store.durable import fsync_path
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -140,8 +141,8 @@ class Segments:
             f"COPY (SELECT {columns} FROM {source}) TO {_quoted(str(path))} "
             "(FORMAT parquet, COMPRESSION zstd)"
         )
-        _fsync(path)
-        _fsync(self._dir)
+        fsync_path(path)
+        fsync_path(self._dir)
         time = TIME_COLUMNS[view]
         con.execute(
             f"""INSERT INTO segments
@@ -193,11 +194,3 @@ class Segments:
 def _number(name: str) -> int:
     """The sequence number in `segments/VIEW-NNNNNN.parquet`."""
     return int(Path(name).stem.rpartition("-")[2])
-
-
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
