@@ -85,7 +85,8 @@ def _quoted(text: str) -> str:
 
 
 class Segments:
-    """The segment files of one store; `seal` and `prune` run inside the writer's transaction."""
+    """The segment files of one store, kept by its writer: `seal` runs inside the writer's
+    transaction, `prune` in a transaction of its own."""
 
     def __init__(self, data_dir: Path, con: duckdb.DuckDBPyConnection) -> None:
         self._dir = data_dir / SEGMENT_DIR
@@ -107,16 +108,15 @@ class Segments:
         """The views with at least one segment (listed, or being listed by the writer)."""
         return {view for view, names in self._files.items() if names}
 
-    def remove_orphans(self) -> int:
+    def remove_orphans(self) -> None:
         """Delete segment files no committed transaction listed (a crash mid-write left them)."""
         if not self._dir.is_dir():
-            return 0
+            return
         keep = {Path(name).name for names in self._files.values() for name in names}
         keep |= {path.name for path in self._unlink_later}
         orphans = [path for path in self._dir.iterdir() if path.name not in keep]
         for path in orphans:
             path.unlink()
-        return len(orphans)
 
     def seal(self, con: duckdb.DuckDBPyConnection, view: str, rows: pa.Table | None) -> None:
         """Write `rows` (an Arrow table; None: the view's whole rows table) to a new segment.
