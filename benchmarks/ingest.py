@@ -859,8 +859,7 @@ class IngestResult:
     store_free_bytes: int = 0  # blocks of steth.duckdb that are free (not returned to the OS)
     rows: int = 0
     files: dict[str, int] = field(default_factory=dict)
-
-    segment_bytes: int = 0  # the Parquet segments holding sealed spans
+    segment_bytes: int = 0  # Parquet segments (`steth up --compact-store`)
 
     @property
     def bytes_per_row(self) -> float:

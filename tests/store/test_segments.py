@@ -201,6 +201,20 @@ def test_retention_drops_whole_segments_of_old_live_spans_and_keeps_imported_one
     reopened.close()
 
 
+def test_a_compact_store_reopened_without_sealing_reads_and_grows(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
+    store.write([spans(0, 100), records(0, 100)])
+    store.close()
+    store = DuckDBStore(tmp_path)  # as `steth up` without --compact-store opens it
+    store.write([spans(100, 300), records(100, 300)])
+    assert segment_files(tmp_path) == ["logs-000002.parquet", "spans-000001.parquet"]
+    assert span_ids(store) == list(range(1, 401))
+    assert bodies(store) == [f"record {n}" for n in range(400)]
+    trace = store.trace(f"{1:032x}")  # its spans and records, all in segments
+    assert trace is not None and len(trace["spans"]) == 4 and len(trace["logs"]) == 100
+    store.close()
+
+
 def make_version_2_store(data: Path) -> None:
     """A store as steth with schema version 2 left it: spans in a plain table."""
     data.mkdir(parents=True, exist_ok=True)

@@ -104,10 +104,6 @@ class Segments:
             files[view].append(name)
         return files
 
-    def views(self) -> set[str]:
-        """The views with at least one segment (listed, or being listed by the writer)."""
-        return {view for view, names in self._files.items() if names}
-
     def remove_orphans(self) -> None:
         """Delete segment files no committed transaction listed (a crash mid-write left them)."""
         if not self._dir.is_dir():

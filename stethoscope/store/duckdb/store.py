@@ -128,8 +128,6 @@ class DuckDBStore:
         self._segments = None if read_only else Segments(self.path.parent, self._con)
         if self._segments is not None:
             self._segments.remove_orphans()
-        # A reader's store has no writer meanwhile (DuckDB locks the file): what it holds now.
-        self._sealed_at_open = self._sealed_views() if read_only else set()
         position = (0, {}) if read_only else (self.applied_seq(), self._ahead())
         self._row_groups = RowGroups(*position, keyed=set(_ORIGIN_TABLES))
 
@@ -242,17 +240,13 @@ class DuckDBStore:
         if found and found[0] >= self._segment_rows:
             segments.seal(self._con, view, None)
 
-    def _sealed_views(self) -> set[str]:
-        if self.schema_version < SEGMENTS_SINCE:
-            return set()
-        found = self.cursor().execute("SELECT DISTINCT view_name FROM segments").fetchall()
-        return {row[0] for row in found}
-
-    def _row_tables(self) -> dict[str, str]:
-        """The views (spans, logs) whose rows all sit in a DuckDB table, by that table."""
+    def _row_tables(self, cursor: duckdb.DuckDBPyConnection) -> dict[str, str]:
+        """The views (spans, logs) whose rows all sit in a DuckDB table, by that table, as
+        `cursor` sees the store (committed segments only)."""
         if self.schema_version < SEGMENTS_SINCE:  # a version 2 store read as it is: tables
             return {view: view for view in ROW_TABLES}
-        sealed = self._segments.views() if self._segments is not None else self._sealed_at_open
+        found = cursor.execute("SELECT DISTINCT view_name FROM segments").fetchall()
+        sealed = {row[0] for row in found}
         return {view: table for view, table in ROW_TABLES.items() if view not in sealed}
 
     def _ahead(self) -> dict[str, int]:
@@ -293,8 +287,9 @@ class DuckDBStore:
         return queries.traces(self.cursor(), query)
 
     def trace(self, trace_id: str) -> dict[str, Any] | None:
+        cursor = self.cursor()
         return queries.trace(
-            self.cursor(), trace_id, templated=self._templated, row_tables=self._row_tables()
+            cursor, trace_id, templated=self._templated, row_tables=self._row_tables(cursor)
         )
 
     def trace_ids(self, prefix: str) -> list[str]:
