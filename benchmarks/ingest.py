@@ -28,6 +28,7 @@ import multiprocessing as mp
 import os
 import queue
 import random
+import re
 import signal
 import socket
 import statistics
@@ -63,6 +64,7 @@ SPANS_PER_REQUEST = 512
 LOGS_PER_REQUEST = 1024
 GIB = 1024**3
 MS = 1_000_000  # ns
+REQUEST_ID = "app.request_id"  # a random hex id on every span, made new on every send
 
 # -- traffic: a small shop of ~12 services ----------------------------------------------------
 
@@ -243,7 +245,7 @@ class TraceBuilder:
             _kv("server.address", f"{service}.shop.svc.cluster.local"),
             _kv("net.peer.port", rng.randint(32768, 60999)),
             _kv("user_agent.original", rng.choice(USER_AGENTS)),
-            _kv("app.request_id", rng.randbytes(16).hex()),
+            _kv(REQUEST_ID, rng.randbytes(16).hex()),
             _kv("app.cache_hit", rng.random() < 0.3),
             _kv("app.queue_wait_ms", round(rng.expovariate(0.5), 3)),
         ]
@@ -263,7 +265,7 @@ class TraceBuilder:
             _kv("server.address", f"{system}.shop.svc.cluster.local"),
             _kv("server.port", 5432 if system == "postgresql" else 6379),
             _kv("db.response.returned_rows", rng.randint(0, 50)),
-            _kv("app.request_id", rng.randbytes(16).hex()),
+            _kv(REQUEST_ID, rng.randbytes(16).hex()),
             _kv("app.cache_hit", rng.random() < 0.5),
             _kv("app.pool_wait_ms", round(rng.expovariate(2.0), 3)),
         ]
@@ -309,30 +311,80 @@ class TraceBuilder:
         self.spans.append((self._origin(service), span))
 
 
+@dataclass(frozen=True)
+class Varied:
+    """Where a pooled body's ids, hex tokens and timestamps sit, so each send makes them new.
+
+    Real traffic never repeats a span id, a request id or a timestamp, and a store compresses
+    repeats (a Parquet dictionary, a ZSTD window): a body sent again unchanged would make the
+    disk bytes per row look better than any real service's would be.
+    """
+
+    pieces: list[bytes]  # distinct 8-byte halves of trace ids, and span ids, as generated
+    piece_at: np.ndarray  # (occurrences, 8) byte positions of each occurrence of a piece
+    piece_of: np.ndarray  # which piece each occurrence is
+    hex_at: np.ndarray  # (tokens, 16) byte positions of 16 hex digits of a generated token
+    time_at: np.ndarray  # (occurrences, 8) byte positions of fixed64 timestamps
+    time_value: np.ndarray  # the uint64 each timestamp occurrence holds
+
+
 @dataclass
 class PooledBody:
-    """One serialized request, where its trace ids sit, and how many records it holds."""
+    """One serialized request, what each send varies in it, and how many records it holds."""
 
     body: bytes
     records: int
-    id_count: int  # distinct trace ids in the body
-    id_bytes: np.ndarray  # byte positions of the first 8 bytes of every trace id occurrence
-    id_which: np.ndarray  # for each occurrence (8 positions each): which distinct id it is
+    varied: Varied
     first_trace: tuple[bytes, int] = (b"", 0)  # (original id, span count) of its first trace
 
 
-def _locate_ids(body: bytes, ids: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """Byte positions of every occurrence of each id, so that senders can vary them cheaply."""
+HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+HEX_RUN = re.compile(r"[0-9a-f]{16,}")  # request ids in log bodies
+TIME_STEP_NS = 7_919  # each request number moves its timestamps this much: distinct, same spread
+
+
+def _occurrences(body: bytes, needle: bytes) -> list[int]:
+    found = []
+    position = body.find(needle)
+    while position >= 0:
+        found.append(position)
+        position = body.find(needle, position + len(needle))
+    return found
+
+
+def _positions(width: int, starts: list[int]) -> np.ndarray:
+    return np.asarray(starts, dtype=np.int64).reshape(-1, 1) + np.arange(width, dtype=np.int64)
+
+
+def locate_varied(body: bytes, ids: list[bytes], tokens: list[str], times: list[int]) -> Varied:
+    """Every occurrence in `body` of the ids' 8-byte pieces, the hex tokens and timestamps."""
+    pieces = list(dict.fromkeys(piece for one in ids for piece in (one[:8], one[8:]) if piece))
     starts: list[int] = []
     which: list[int] = []
-    for number, trace_id in enumerate(ids):
-        position = body.find(trace_id)
-        while position >= 0:
+    for number, piece in enumerate(pieces):
+        for position in _occurrences(body, piece):
             starts.append(position)
             which.append(number)
-            position = body.find(trace_id, position + 1)
-    offsets = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(8, dtype=np.int64)
-    return offsets.ravel(), np.asarray(which, dtype=np.int64)
+    hex_starts = [
+        position + offset
+        for token in dict.fromkeys(tokens)
+        for position in _occurrences(body, token.encode())
+        for offset in range(0, len(token) - 15, 16)
+    ]
+    time_starts: list[int] = []
+    time_values: list[int] = []
+    for value in dict.fromkeys(times):
+        for position in _occurrences(body, value.to_bytes(8, "little")):
+            time_starts.append(position)
+            time_values.append(value)
+    return Varied(
+        pieces,
+        _positions(8, starts),
+        np.asarray(which, dtype=np.int64),
+        _positions(16, hex_starts),
+        _positions(8, time_starts),
+        np.asarray(time_values, dtype=np.uint64),
+    )
 
 
 def _mix(values: np.ndarray) -> np.ndarray:
@@ -343,19 +395,28 @@ def _mix(values: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def id_prefixes(request_number: int, count: int) -> np.ndarray:
-    """The first 8 bytes every trace id of one sent request gets, unique per request."""
-    keys = (np.uint64(request_number) << np.uint64(20)) | np.arange(count, dtype=np.uint64)
-    return _mix(keys)
+def fresh_words(request_number: int, count: int, salt: int) -> np.ndarray:
+    """`count` random-looking uint64, unique per (request number, index, salt)."""
+    keys = (np.uint64(request_number) << np.uint64(24)) | np.arange(count, dtype=np.uint64)
+    return _mix(keys ^ np.uint64(salt << 56))
 
 
 def patched_body(pooled: PooledBody, request_number: int) -> bytearray:
-    """A copy of the body whose trace ids are new for this request number (ids stay random)."""
+    """A copy of the body with new ids, hex tokens and timestamps for this request number."""
+    varied = pooled.varied
     buffer = bytearray(pooled.body)
-    if pooled.id_count:
-        view = np.frombuffer(buffer, dtype=np.uint8)
-        prefixes = id_prefixes(request_number, pooled.id_count).astype(">u8").view(np.uint8)
-        view[pooled.id_bytes] = prefixes.reshape(-1, 8)[pooled.id_which].ravel()
+    view = np.frombuffer(buffer, dtype=np.uint8)
+    if varied.pieces:
+        fresh = fresh_words(request_number, len(varied.pieces), salt=1).astype(">u8")
+        view[varied.piece_at] = fresh.view(np.uint8).reshape(-1, 8)[varied.piece_of]
+    if len(varied.hex_at):
+        raw = fresh_words(request_number, len(varied.hex_at), salt=2).astype(">u8")
+        octets = raw.view(np.uint8).reshape(-1, 8)
+        nibbles = np.stack((octets >> 4, octets & 15), axis=-1).reshape(-1, 16)
+        view[varied.hex_at] = HEX_DIGITS[nibbles]
+    if len(varied.time_value):
+        moved = varied.time_value + np.uint64(request_number * TIME_STEP_NS)
+        view[varied.time_at] = moved.astype("<u8").view(np.uint8).reshape(-1, 8)
     return buffer
 
 
@@ -380,9 +441,15 @@ def trace_request(rng: random.Random, origins: dict[tuple[str, int], Origin]) ->
             for key, spans in groups.items()
         ]
     )
+    every = [span for spans in groups.values() for span in spans]
     body = request.SerializeToString()
-    id_bytes, which = _locate_ids(body, [trace_id for trace_id, _ in traces])
-    return PooledBody(body, total, len(traces), id_bytes, which, first_trace=traces[0])
+    varied = locate_varied(
+        body,
+        ids=[trace_id for trace_id, _ in traces] + [span.span_id for span in every],
+        tokens=[a.value.string_value for s in every for a in s.attributes if a.key == REQUEST_ID],
+        times=[t for span in every for t in (span.start_time_unix_nano, span.end_time_unix_nano)],
+    )
+    return PooledBody(body, total, varied, first_trace=traces[0])
 
 
 def _log_body(rng: random.Random, template: str) -> str:
@@ -453,10 +520,15 @@ def log_request(rng: random.Random, origins: dict[tuple[str, int], Origin]) -> P
             for key, records in groups.items()
         ]
     )
+    every = [record for records in groups.values() for record in records]
     body = request.SerializeToString()
-    ids = [r.trace_id for records in groups.values() for r in records if r.trace_id]
-    id_bytes, which = _locate_ids(body, ids)
-    return PooledBody(body, LOGS_PER_REQUEST, len(ids), id_bytes, which)
+    varied = locate_varied(
+        body,
+        ids=[id_ for record in every for id_ in (record.trace_id, record.span_id) if id_],
+        tokens=[token for record in every for token in HEX_RUN.findall(record.body.string_value)],
+        times=[t for r in every for t in (r.time_unix_nano, r.observed_time_unix_nano)],
+    )
+    return PooledBody(body, LOGS_PER_REQUEST, varied)
 
 
 def build_pool(signal_name: str, count: int, seed: int) -> list[PooledBody]:
@@ -470,8 +542,10 @@ def build_pool(signal_name: str, count: int, seed: int) -> list[PooledBody]:
 def known_trace(pool: list[PooledBody]) -> tuple[str, int]:
     """The hex id and span count of the first trace of request number 0 (as sent)."""
     original, spans = pool[0].first_trace
-    prefix = int(id_prefixes(0, pool[0].id_count)[0])
-    return f"{prefix:016x}{original[8:].hex()}", spans
+    pieces = pool[0].varied.pieces
+    fresh = fresh_words(0, len(pieces), salt=1)
+    hi, lo = (int(fresh[pieces.index(half)]) for half in (original[:8], original[8:]))
+    return f"{hi:016x}{lo:016x}", spans
 
 
 # -- in-process rates -------------------------------------------------------------------------
