@@ -1,22 +1,27 @@
-"""Spans and log records sealed in Parquet files ("segments"): about half the disk, slower reads.
+"""Spans and log records sealed in Parquet files ("segments"): 0.6x the disk, slower reads.
 
-Measured on spans the benchmark sent through `steth up` (issue 2, 2026-11-26): DuckDB's own
-table takes 94 B/span (its codecs do not entropy-code, and it refuses ZSTD for nested columns
-such as attributes); DuckDB's Parquet writer with ZSTD takes 52.1 B/span for the same rows at
-2.86 us of CPU a row, about what inserting them into the table costs (3.2-3.6 us a span for
-`DuckDBStore.write`). Most of that is the writer's encoding, not ZSTD: LZ4 and Snappy cost as
-much for 95-99 B/span. Also measured, not taken: ZSTD level 6, 48.8 B/span at 4.11 us; one row
-group of 245,760 rows, 47.4 at 3.37; Parquet version 2 pages, 61.1 (its delta encodings lose
-to dictionaries here). Log records through `steth up`: 53.8 B a record against 94.5.
+Measured on the benchmark's traffic through `steth up` (issue 2, 2026-11-26), every id, request
+id and timestamp new on every send: DuckDB's own table takes 92-94 B/span (its codecs do not
+entropy-code, and it refuses ZSTD for nested columns such as attributes). DuckDB's Parquet
+writer with ZSTD takes 61-64 B/span for rows in arrival order and 55-57 sorted by service,
+then start (`SEGMENT_ORDER`: one service's attribute values resemble each other, and times
+come in order); log records 61 -> 49 B sorted by service, template and time, against 95 in the
+table. Sorting costs about 0.6 us a span done by Arrow, on top of the 3.2-4.0 us of
+`DuckDBStore.write`; an ORDER BY in the COPY moved every wide row and cost 1.4-1.7. (An
+earlier benchmark repeated span ids and request ids every 51,200 spans, and Parquet's
+dictionaries made segments look 52 B/span.) Also measured, on real segments copied to 12M
+spans with new trace ids: sorted by service, name and start, 52.1 B/span, but a trace by id
+took 94 ms instead of 79 (in service then start order) and 50 (arrival order): DuckDB skips
+decoding the 2,048-row vectors without a match, so the fewer vectors a trace's spans sit in,
+the cheaper it is. Smaller row groups (30,720) lose the trace ids' dictionaries in sorted
+segments, and with them the bloom filters a lookup prunes by: 54.1 B, 138 ms.
 
-Queries pay for it (the benchmark's 10M-span store, same period): a trace by id took 57.2 ms
-in-process against 16.3, 186.5 through a running server against 95.9; the filtered traces
-search 271 ms against 56; building the store ran at 65.8k spans/s against 75.3k. The writer
-keeps bloom filters for the dictionary-encoded trace ids and the reader skips the row groups
-they rule out, but it decodes every column of a row group it keeps (no page skipping), so one
-trace costs a row group; smaller row groups lose the gain (32,768 rows: 64.1 B/span, the trace
-17.5 ms). Sorting a segment by trace id made it larger. Hence `steth up --compact-store`: the
-operator chooses.
+Queries pay for it (10M-span store; two pairs of benchmark runs, sorted then arrival order,
+13:04-13:30, and a table at 12:35): a trace by id took 64-65 ms in-process against 37-56
+unsorted and 16 in a table, 157-161 ms through a running server against 135-137 and 107; the
+filtered traces search 199-207 ms against 195-219 and 69. Sorting cost the writer enough to
+fall behind at times: spans/s 0.90-0.98x of arrival order. Hence `steth up --compact-store`:
+the operator chooses.
 
 So whole row groups of spans go to `<data>/segments/spans-NNNNNN.parquet`, one file each, the
 rest of a write to the `span_rows` table, which is sealed into a segment as soon as it holds a
@@ -47,6 +52,10 @@ SEGMENT_DIR = "segments"
 # Each sealed view, with the table of its rows not sealed yet and the time retention goes by.
 ROW_TABLES = {"spans": "span_rows", "logs": "log_rows"}
 TIME_COLUMNS = {"spans": "start_ns", "logs": "time_ns"}
+# Rows alike sit together inside a segment, so that ZSTD finds their likeness (the attributes of
+# one service, the bodies of one template); spans stay in time order within a service, which
+# keeps a trace's spans in one service near each other (see the module docstring).
+SEGMENT_ORDER = {"spans": ("service", "start_ns"), "logs": ("service", "template_id", "time_ns")}
 
 SEGMENTS_DDL = """
     CREATE TABLE IF NOT EXISTS segments (
@@ -125,16 +134,18 @@ class Segments:
         self._next += 1  # never reused, even after a rollback: DuckDB caches file metadata
         path = self._dir.parent / name
         table = ROW_TABLES[view]
+        whole_table = rows is None
+        if rows is None:
+            rows = con.sql(f"SELECT * FROM {table}").to_arrow_table()
         # The table's columns in its order, so that every file unions with it. Rows from an
         # older write-ahead log may lack a newer (nullable) column: it is written as nulls.
-        have = set(rows.column_names) if rows is not None else None
         columns = ", ".join(
-            f'"{column}"' if have is None or column in have else f'NULL::{kind} AS "{column}"'
+            f'"{column}"' if column in rows.column_names else f'NULL::{kind} AS "{column}"'
             for column, kind in _columns(con, table)
         )
-        source = "rows" if rows is not None else table
+        ordered = _ordered(rows, view)  # noqa: F841 (read by name in the COPY)
         con.execute(
-            f"COPY (SELECT {columns} FROM {source}) TO {_quoted(str(path))} "
+            f"COPY (SELECT {columns} FROM ordered) TO {_quoted(str(path))} "
             "(FORMAT parquet, COMPRESSION zstd)"
         )
         fsync_path(path)
@@ -146,7 +157,7 @@ class Segments:
                 FROM read_parquet(?)""",
             [name, view, str(path)],
         )
-        if rows is None:
+        if whole_table:
             con.execute(f"DELETE FROM {table}")
         self._files[view].append(name)
         con.execute(view_ddl(con, view, self._files[view]))
@@ -185,6 +196,18 @@ class Segments:
         self._files = files
         self._unlink_later = [self._dir.parent / name for name in sorted(gone)]
         return sum(rows for _, _, rows in found)
+
+
+def _ordered(rows: pa.Table, view: str) -> pa.Table:
+    """`rows` in the view's SEGMENT_ORDER (by the columns they have).
+
+    Sorted by Arrow, not by an ORDER BY in the COPY: DuckDB's sort moves every wide row and
+    cost 1.4-1.7 us a span on top of `DuckDBStore.write`'s 3.2-4.0, Arrow's 0.6.
+    """
+    import pyarrow.compute as pc  # not at the top: the CLI's read path imports this module
+
+    keys = [(column, "ascending") for column in SEGMENT_ORDER[view] if column in rows.column_names]
+    return rows.take(pc.sort_indices(rows, keys))
 
 
 def _number(name: str) -> int:
