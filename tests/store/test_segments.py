@@ -26,13 +26,11 @@ SEGMENT = 100  # rows a segment takes at once in these tests (the store's defaul
 HOUR_NS = 3600 * 10**9
 
 
-def spans(
-    first: int, count: int, *, start_ns: int = 0, imported: bool = False, service: str = "seg"
-) -> SignalBatch:
+def spans(first: int, count: int, *, start_ns: int = 0, imported: bool = False) -> SignalBatch:
     """`count` spans numbered from `first`, four to a trace, each with one attribute."""
     request = ExportTraceServiceRequest()
     resource_spans = request.resource_spans.add()
-    resource_spans.resource.attributes.add(key="service.name", value=AnyValue(string_value=service))
+    resource_spans.resource.attributes.add(key="service.name", value=AnyValue(string_value="seg"))
     scope_spans = resource_spans.scope_spans.add()
     start = start_ns or time.time_ns()
     for number in range(first, first + count):
@@ -101,26 +99,6 @@ def test_whole_segments_are_written_at_once_and_the_rest_sealed_when_it_fills_on
     assert trace["spans"][0]["attributes"] == {"http.route": "/r/4"}
     found = store.traces(TraceQuery(attributes=(("http.route", "/r/0"),), limit=1000))
     assert len(found) == 60  # of 75 traces of four spans, those with one numbered 0, 5, 10 ...
-    store.close()
-
-
-def test_a_segment_holds_its_spans_by_service_then_start(tmp_path: Path) -> None:
-    store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
-    now = time.time_ns()
-    store.write(
-        [
-            spans(0, 50, service="web", start_ns=now),
-            spans(50, 50, service="db", start_ns=now - HOUR_NS),
-        ]
-    )
-    segment = tmp_path / "segments" / "spans-000001.parquet"
-    read = (
-        duckdb.connect()
-        .execute("SELECT service, start_ns FROM read_parquet(?)", [str(segment)])
-        .fetchall()
-    )
-    assert read == sorted(read) and read[0][0] == "db"  # written web first
-    assert len(store.traces(TraceQuery(service="web", limit=100))) == 13
     store.close()
 
 

@@ -1,27 +1,30 @@
-"""Spans and log records sealed in Parquet files ("segments"): 0.6x the disk, slower reads.
+"""Spans and log records sealed in Parquet files ("segments"): 0.7x the disk, slower reads.
 
-Measured on the benchmark's traffic through `steth up` (issue 2, 2026-11-26), every id, request
-id and timestamp new on every send: DuckDB's own table takes 92-94 B/span (its codecs do not
-entropy-code, and it refuses ZSTD for nested columns such as attributes). DuckDB's Parquet
-writer with ZSTD takes 61-64 B/span for rows in arrival order and 55-57 sorted by service,
-then start (`SEGMENT_ORDER`: one service's attribute values resemble each other, and times
-come in order); log records 61 -> 49 B sorted by service, template and time, against 95 in the
-table. Sorting costs about 0.6 us a span done by Arrow, on top of the 3.2-4.0 us of
-`DuckDBStore.write`; an ORDER BY in the COPY moved every wide row and cost 1.4-1.7. (An
-earlier benchmark repeated span ids and request ids every 51,200 spans, and Parquet's
-dictionaries made segments look 52 B/span.) Also measured, on real segments copied to 12M
-spans with new trace ids: sorted by service, name and start, 52.1 B/span, but a trace by id
-took 94 ms instead of 79 (in service then start order) and 50 (arrival order): DuckDB skips
-decoding the 2,048-row vectors without a match, so the fewer vectors a trace's spans sit in,
-the cheaper it is. Smaller row groups (30,720) lose the trace ids' dictionaries in sorted
-segments, and with them the bloom filters a lookup prunes by: 54.1 B, 138 ms.
+Measured with the benchmark's traffic through `steth up` (issue 2, 2026-11-26), every id,
+request id and timestamp new on every send: DuckDB's own table takes 92-94 B/span (its codecs
+do not entropy-code, and it refuses ZSTD for nested columns such as attributes); DuckDB's
+Parquet writer with ZSTD 61-64 B/span, log records 57-61 B against 95-106. (A benchmark that
+repeated span ids and request ids every 51,200 spans had shown 52 B/span: Parquet's dictionaries
+compressed the repeats.) Writing a segment costs about what inserting into the table does
+(a COPY of 122,880 real spans: 2.7-3.5 us a span). Also measured earlier, on repeated ids:
+ZSTD level 6 about 6% smaller at 1.4x the CPU; Parquet version 2 pages larger (their delta
+encodings lose to dictionaries).
 
-Queries pay for it (10M-span store; two pairs of benchmark runs, sorted then arrival order,
-13:04-13:30, and a table at 12:35): a trace by id took 64-65 ms in-process against 37-56
-unsorted and 16 in a table, 157-161 ms through a running server against 135-137 and 107; the
-filtered traces search 199-207 ms against 195-219 and 69. Sorting cost the writer enough to
-fall behind at times: spans/s 0.90-0.98x of arrival order. Hence `steth up --compact-store`:
-the operator chooses.
+Measured, not taken: sorting a segment by service, then start (log records by service,
+template, time) makes it 55-57 B/span (47-52 a log record), since one service's attributes
+resemble each other; but the writer falls behind (spans/s 0.80-0.98x, 10M-span build
+0.89-0.94x, four pairs of runs), a trace by id gets slower (64-86 ms in-process against 37-56)
+and the server's peak RSS rose over 1 GiB in four of five runs (1,055-1,301 MiB against
+910-951): a sort by DuckDB's ORDER BY costs 1.3-1.7 us a span and its memory, one by Arrow
+(sort_indices + take) 0.6-0.75 us and a copy of the segment. Sorted by service, name and start:
+52 B/span, a trace 94 ms; by trace id: no smaller than arrival order. Smaller row groups lose
+the trace ids' dictionaries, and with them the bloom filters lookups prune by.
+
+Queries pay for segments (10M-span store, five runs 12:28-13:55, a table at 12:35): a trace
+by id took 37-56 ms in-process against 16 in a table, 122-137 ms through a running server
+against 107; the filtered traces search 183-219 ms against 69. DuckDB skips the row groups the
+bloom filters rule out and the 2,048-row vectors without a match, but decodes the rest of a
+vector's columns. Hence `steth up --compact-store`: the operator chooses.
 
 So whole row groups of spans go to `<data>/segments/spans-NNNNNN.parquet`, one file each, the
 rest of a write to the `span_rows` table, which is sealed into a segment as soon as it holds a
@@ -52,10 +55,6 @@ SEGMENT_DIR = "segments"
 # Each sealed view, with the table of its rows not sealed yet and the time retention goes by.
 ROW_TABLES = {"spans": "span_rows", "logs": "log_rows"}
 TIME_COLUMNS = {"spans": "start_ns", "logs": "time_ns"}
-# Rows alike sit together inside a segment, so that ZSTD finds their likeness (the attributes of
-# one service, the bodies of one template); spans stay in time order within a service, which
-# keeps a trace's spans in one service near each other (see the module docstring).
-SEGMENT_ORDER = {"spans": ("service", "start_ns"), "logs": ("service", "template_id", "time_ns")}
 
 SEGMENTS_DDL = """
     CREATE TABLE IF NOT EXISTS segments (
@@ -134,18 +133,16 @@ class Segments:
         self._next += 1  # never reused, even after a rollback: DuckDB caches file metadata
         path = self._dir.parent / name
         table = ROW_TABLES[view]
-        whole_table = rows is None
-        if rows is None:
-            rows = con.sql(f"SELECT * FROM {table}").to_arrow_table()
         # The table's columns in its order, so that every file unions with it. Rows from an
         # older write-ahead log may lack a newer (nullable) column: it is written as nulls.
+        have = set(rows.column_names) if rows is not None else None
         columns = ", ".join(
-            f'"{column}"' if column in rows.column_names else f'NULL::{kind} AS "{column}"'
+            f'"{column}"' if have is None or column in have else f'NULL::{kind} AS "{column}"'
             for column, kind in _columns(con, table)
         )
-        ordered = _ordered(rows, view)  # noqa: F841 (read by name in the COPY)
+        source = "rows" if rows is not None else table
         con.execute(
-            f"COPY (SELECT {columns} FROM ordered) TO {_quoted(str(path))} "
+            f"COPY (SELECT {columns} FROM {source}) TO {_quoted(str(path))} "
             "(FORMAT parquet, COMPRESSION zstd)"
         )
         fsync_path(path)
@@ -157,7 +154,7 @@ class Segments:
                 FROM read_parquet(?)""",
             [name, view, str(path)],
         )
-        if whole_table:
+        if rows is None:
             con.execute(f"DELETE FROM {table}")
         self._files[view].append(name)
         con.execute(view_ddl(con, view, self._files[view]))
@@ -196,18 +193,6 @@ class Segments:
         self._files = files
         self._unlink_later = [self._dir.parent / name for name in sorted(gone)]
         return sum(rows for _, _, rows in found)
-
-
-def _ordered(rows: pa.Table, view: str) -> pa.Table:
-    """`rows` in the view's SEGMENT_ORDER (by the columns they have).
-
-    Sorted by Arrow, not by an ORDER BY in the COPY: DuckDB's sort moves every wide row and
-    cost 1.4-1.7 us a span on top of `DuckDBStore.write`'s 3.2-4.0, Arrow's 0.6.
-    """
-    import pyarrow.compute as pc  # not at the top: the CLI's read path imports this module
-
-    keys = [(column, "ascending") for column in SEGMENT_ORDER[view] if column in rows.column_names]
-    return rows.take(pc.sort_indices(rows, keys))
 
 
 def _number(name: str) -> int:

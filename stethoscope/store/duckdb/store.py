@@ -236,9 +236,8 @@ class DuckDBStore:
             return
         rest = rows.slice(whole)  # noqa: F841 - read by DuckDB
         self._con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM rest")
-        # fetchall, not fetchone: a result not read to its end blocks `seal`'s Arrow read.
-        [(count,)] = self._con.execute(f"SELECT count(*) FROM {table}").fetchall()
-        if count >= self._segment_rows:
+        found = self._con.execute(f"SELECT count(*) FROM {table}").fetchone()
+        if found and found[0] >= self._segment_rows:
             segments.seal(self._con, view, None)
 
     def _row_tables(self, cursor: duckdb.DuckDBPyConnection) -> dict[str, str]:
