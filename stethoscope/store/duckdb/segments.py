@@ -23,8 +23,10 @@ the trace ids' dictionaries, and with them the bloom filters lookups prune by.
 Queries pay for segments (10M-span store, five runs 12:28-13:55, a table at 12:35): a trace
 by id took 37-56 ms in-process against 16 in a table, 122-137 ms through a running server
 against 107; the filtered traces search 183-219 ms against 69. DuckDB skips the row groups the
-bloom filters rule out and the 2,048-row vectors without a match, but decodes the rest of a
-vector's columns. Hence `steth up --compact-store`: the operator chooses.
+trace ids' bloom filters rule out, then decodes every column around the matching rows: a trace
+whose spans sit together costs less (that sorting scattered them and doubled the cost suggests
+it skips the 2,048-row vectors without a match). Hence `steth up --compact-store`: the operator
+chooses.
 
 So whole row groups of spans go to `<data>/segments/spans-NNNNNN.parquet`, one file each, the
 rest of a write to the `span_rows` table, which is sealed into a segment as soon as it holds a
