@@ -40,8 +40,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--compact-store",
         action="store_true",
-        help="seal spans and log records in ZSTD Parquet segments: about 0.55x the disk, "
-        "but trace lookups and searches several times slower (docs/formats/segments.md)",
+        help="seal spans and log records in ZSTD Parquet segments: about 0.7x the disk, "
+        "but trace lookups 2-3x and searches ~3x slower (docs/formats/segments.md)",
     )
     parser.set_defaults(handler=run)
 
