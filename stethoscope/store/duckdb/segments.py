@@ -46,6 +46,8 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from stethoscope.errors import DataError
+from stethoscope.store.duckdb.attribute_columns import PREFIX, column, rebuilt, split
 from stethoscope.store.durable import fsync_path
 
 if TYPE_CHECKING:
@@ -70,18 +72,24 @@ SEGMENTS_DDL = """
 """
 
 
-def view_ddl(con: duckdb.DuckDBPyConnection, view: str, files: list[str]) -> str:
-    """The `view` over its rows table and its segment `files` (relative paths)."""
+def view_ddl(con: duckdb.DuckDBPyConnection, view: str, files: list[str], keys: list[str]) -> str:
+    """The `view` over its rows table and its segment `files` (relative paths), whose split
+    attribute columns are those of `keys` (attribute_columns.py)."""
     table = ROW_TABLES[view]
     if not files:
         return f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {table}"
     # The table's column list on both sides: a union by position of two `*` would silently
     # pair different columns if their orders ever parted.
-    columns = ", ".join(f'"{name}"' for name, _ in _columns(con, table))
+    names = [f'"{name}"' for name, _ in _columns(con, table)]
+    sealed = ", ".join(
+        f"{rebuilt(keys)} AS {name}" if name == '"attributes"' else name for name in names
+    )
     listed = ", ".join(_quoted(name) for name in files)
+    # Files split different keys (or none): read by name, a column a file lacks is null.
+    by_name = ", union_by_name = true" if keys else ""
     return (
-        f"CREATE OR REPLACE VIEW {view} AS SELECT {columns} FROM {table} "
-        f"UNION ALL SELECT {columns} FROM read_parquet([{listed}])"
+        f"CREATE OR REPLACE VIEW {view} AS SELECT {', '.join(names)} FROM {table} "
+        f"UNION ALL SELECT {sealed} FROM read_parquet([{listed}]{by_name})"
     )
 
 
@@ -101,6 +109,7 @@ class Segments:
     def __init__(self, data_dir: Path, con: duckdb.DuckDBPyConnection) -> None:
         self._dir = data_dir / SEGMENT_DIR
         self._files = self._listed(con)
+        self._keys = self._split_keys(con, self._files)
         numbers = [_number(name) for names in self._files.values() for name in names]
         self._next = 1 + max(numbers, default=0)
         self._unlink_later: list[Path] = []
@@ -113,6 +122,24 @@ class Segments:
         ).fetchall():
             files[view].append(name)
         return files
+
+    @staticmethod
+    def _split_keys(
+        con: duckdb.DuckDBPyConnection, files: dict[str, list[str]]
+    ) -> dict[str, set[str]]:
+        """The attribute keys any of each view's `files` holds in a column of its own."""
+        keys: dict[str, set[str]] = {view: set() for view in ROW_TABLES}
+        for view, names in files.items():
+            if names:
+                listed = ", ".join(_quoted(name) for name in names)
+                try:
+                    found = con.execute(
+                        f"DESCRIBE SELECT * FROM read_parquet([{listed}], union_by_name = true)"
+                    ).fetchall()
+                except duckdb.IOException as error:
+                    raise DataError(f"a listed {view} segment cannot be read: {error}") from None
+                keys[view] = {row[0][len(PREFIX) :] for row in found if row[0].startswith(PREFIX)}
+        return keys
 
     def remove_orphans(self) -> None:
         """Delete segment files no committed transaction listed (a crash mid-write left them)."""
@@ -135,16 +162,23 @@ class Segments:
         self._next += 1  # never reused, even after a rollback: DuckDB caches file metadata
         path = self._dir.parent / name
         table = ROW_TABLES[view]
-        # The table's columns in its order, so that every file unions with it. Rows from an
-        # older write-ahead log may lack a newer (nullable) column: it is written as nulls.
-        have = set(rows.column_names) if rows is not None else None
+        sealing_table = rows is None
+        if rows is None:
+            rows = con.sql(f"SELECT * FROM {table}").to_arrow_table()
+        rows, keys = split(rows)
+        # The table's columns in its order, so that every file unions with it, then the split
+        # keys'. Rows from an older write-ahead log may lack a newer (nullable) column: it is
+        # written as nulls.
+        have = set(rows.column_names)
         columns = ", ".join(
-            f'"{column}"' if have is None or column in have else f'NULL::{kind} AS "{column}"'
-            for column, kind in _columns(con, table)
+            [
+                f'"{column}"' if column in have else f'NULL::{kind} AS "{column}"'
+                for column, kind in _columns(con, table)
+            ]
+            + [column(key) for key in keys]
         )
-        source = "rows" if rows is not None else table
         con.execute(
-            f"COPY (SELECT {columns} FROM {source}) TO {_quoted(str(path))} "
+            f"COPY (SELECT {columns} FROM rows) TO {_quoted(str(path))} "
             "(FORMAT parquet, COMPRESSION zstd)"
         )
         fsync_path(path)
@@ -156,14 +190,16 @@ class Segments:
                 FROM read_parquet(?)""",
             [name, view, str(path)],
         )
-        if rows is None:
+        if sealing_table:
             con.execute(f"DELETE FROM {table}")
         self._files[view].append(name)
-        con.execute(view_ddl(con, view, self._files[view]))
+        self._keys[view].update(keys)
+        con.execute(view_ddl(con, view, self._files[view], sorted(self._keys[view])))
 
     def rolled_back(self, con: duckdb.DuckDBPyConnection) -> None:
         """Forget segments a rolled-back transaction listed; their files become orphans."""
         self._files = self._listed(con)
+        self._keys = self._split_keys(con, self._files)
         self.remove_orphans()
 
     def prune(self, con: duckdb.DuckDBPyConnection, older_than_ns: int) -> int:
@@ -186,13 +222,16 @@ class Segments:
             files = {
                 view: [n for n in names if n not in gone] for view, names in self._files.items()
             }
-            for view in sorted({view for view, _, _ in found}):
-                con.execute(view_ddl(con, view, files[view]))
+            changed = sorted({view for view, _, _ in found})
+            keys = {**self._keys, **self._split_keys(con, {view: files[view] for view in changed})}
+            for view in changed:
+                con.execute(view_ddl(con, view, files[view], sorted(keys[view])))
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
         self._files = files
+        self._keys = keys
         self._unlink_later = [self._dir.parent / name for name in sorted(gone)]
         return sum(rows for _, _, rows in found)
 

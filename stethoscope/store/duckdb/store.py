@@ -236,8 +236,9 @@ class DuckDBStore:
             return
         rest = rows.slice(whole)  # noqa: F841 - read by DuckDB
         self._con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM rest")
-        found = self._con.execute(f"SELECT count(*) FROM {table}").fetchone()
-        if found and found[0] >= self._segment_rows:
+        # fetchall: DuckDB refuses the seal's `con.sql` while a result is partly read.
+        [(found,)] = self._con.execute(f"SELECT count(*) FROM {table}").fetchall()
+        if found >= self._segment_rows:
             segments.seal(self._con, view, None)
 
     def _row_tables(self, cursor: duckdb.DuckDBPyConnection) -> dict[str, str]:
