@@ -38,7 +38,8 @@ def split(rows: pa.Table) -> tuple[pa.Table, list[str]]:
     entries = lists.flatten()
     if not len(entries):
         return rows, []
-    parents = pc.list_parent_indices(lists).to_numpy()
+    # int32 and numpy throughout: these arrays are the split's memory above its output.
+    parents = np.repeat(np.arange(len(lists), dtype=np.int32), np.diff(lists.offsets.to_numpy()))
     encoded = pc.dictionary_encode(entries.field("key"))
     names = encoded.dictionary.to_pylist()
     codes = encoded.indices.to_numpy()
@@ -49,8 +50,9 @@ def split(rows: pa.Table) -> tuple[pa.Table, list[str]]:
     counts = np.bincount(codes, minlength=len(names))
     ends = np.cumsum(counts)
     rows_in_order = parents[order]
+    repeats = np.flatnonzero(rows_in_order[1:] == rows_in_order[:-1]) + 1
     twice = np.zeros(len(names), dtype=bool)
-    twice[codes[order][1:][rows_in_order[1:] == rows_in_order[:-1]]] = True
+    twice[np.searchsorted(ends, repeats, side="right")] = True
     common = [
         code
         for code in np.argsort(-counts, kind="stable")[:MAX_KEYS]
@@ -61,6 +63,7 @@ def split(rows: pa.Table) -> tuple[pa.Table, list[str]]:
     values = pa.StructArray.from_arrays(
         [entries.field("type"), entries.field("value")], names=["type", "value"]
     ).take(pa.array(order))
+    del order
     columns: dict[str, pa.Array] = {}
     for code in sorted(common, key=lambda code: names[code]):
         run = values.slice(ends[code] - counts[code], counts[code])
