@@ -17,7 +17,7 @@ from stethoscope.model.batch import SignalBatch
 from stethoscope.model.schema import ATTRIBUTES
 from stethoscope.sources.otlp.decode import decode_traces
 from stethoscope.store.base import TraceQuery
-from stethoscope.store.duckdb.attribute_columns import rebuilt, split
+from stethoscope.store.duckdb.attribute_columns import common_keys, rebuilt, split_batches
 from stethoscope.store.duckdb.store import DuckDBStore
 
 SEGMENT = 100
@@ -113,6 +113,7 @@ def test_a_segments_common_keys_are_split_and_every_span_reads_back_as_sent(
     assert split_keys(segment) == sorted(
         [
             "http.route",
+            "app.request_id",
             "http.response.status_code",
             "app.ratio",
             "app.cache_hit",
@@ -122,7 +123,7 @@ def test_a_segments_common_keys_are_split_and_every_span_reads_back_as_sent(
             "a 'quoted' \"key\"",
             "db.system.name",
         ]
-    )  # fmt: skip - not the rare key, nor the one span 7 carries twice
+    )  # not the rare key
     for key, value in [("http.route", "/r/2"), ("app.request_id", "again"), ("rare.key", "once")]:
         query = TraceQuery(attributes=((key, value),), limit=1000)
         assert len(compact.traces(query)) == len(table.traces(query)) > 0
@@ -159,18 +160,22 @@ def test_segments_splitting_different_keys_read_together_after_reopening_and_pru
     reader.close()
 
 
-def test_split_and_rebuilt_keep_every_entry_even_null_values() -> None:
+def test_split_and_rebuilt_keep_every_entry_repeats_and_null_values() -> None:
     entry = lambda key, kind, value: {"key": key, "type": kind, "value": value}  # noqa: E731
     lists = [
         [entry("a", 1, "x"), entry("b", 3, "1"), entry("c", 1, None)],
         [entry("b", None, None)],
         [],
-        [entry("a", 1, ""), entry("c", 1, "z")],
-    ] * 20
-    lists[1] = [entry("b", 6, None), entry("d", 1, "only")]  # "d": one row in 80, too rare
+        [entry("a", 1, ""), entry("c", 1, "z"), entry("a", 1, "again")],  # "a" repeated
+    ] * 10_000  # three batches of the split
+    lists[1] = [entry("b", 6, None), entry("d", 1, "only")]  # "d": in one row, too rare
+    for row in range(36_000, 40_000, 4):  # "e": only in the last batch
+        lists[row] = [*lists[row], entry("e", 2, "true")]
     rows = pa.table({"n": range(len(lists)), "attributes": pa.array(lists, ATTRIBUTES)})
-    out, keys = split(rows)
-    assert keys == ["a", "b", "c"]
-    assert out.column("attributes").to_pylist()[1] == [entry("d", 1, "only")]
+    keys = common_keys(rows)
+    assert keys == ["a", "b", "c", "e"]
+    out = pa.Table.from_batches(split_batches(rows, keys))  # noqa: F841 - read by DuckDB
+    left = duckdb.execute("SELECT attributes FROM out WHERE n IN (1, 3) ORDER BY n").fetchall()
+    assert [row[0] for row in left] == [[entry("d", 1, "only")], [entry("a", 1, "again")]]
     found = duckdb.execute(f"SELECT {rebuilt(keys)} FROM out ORDER BY n").fetchall()
     assert [row[0] for row in found] == lists

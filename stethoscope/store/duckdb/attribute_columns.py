@@ -5,85 +5,115 @@ never repeats sits between status codes and routes that always do, and the compr
 neither well. Split one column per key, the same spans took less disk (measurements in
 segments.py).
 
-So a segment keeps in `attributes` only the entries of keys it did not split out; each split
-key `k` gets a column `attributes.k` of STRUCT(type, value), null where a row lacks the key.
-A key is split out when at least 1/64 of the segment's rows carry it and none carries it twice
-(at most 64 keys, the most common first). The views rebuild `attributes` from the columns
+So a segment keeps in `attributes` only the entries it did not split out; each split key `k`
+gets a column `attributes.k` of STRUCT(type, value), null where a row lacks the key. A key is
+split out when at least 1/64 of the segment's rows carry it (at most 64 keys, the most common
+first); a row's first entry of the key moves, any repeat of it (OTLP forbids them; senders
+still send them) stays in the list. The views rebuild `attributes` from the columns
 (`rebuilt`), so queries read the list they always did; a row's split keys come first there, in
-key order (OTLP attributes are a map: their order carries nothing).
+key order (OTLP attributes are a map: their order carries nothing), and a repeat after them,
+as it came.
+
+The split runs over batches of 16,384 rows streamed into the Parquet writer: done over a whole
+segment at once, its arrays raised the server's peak memory by 100-300 MiB.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-__all__ = ["PREFIX", "column", "rebuilt", "split"]
+__all__ = ["PREFIX", "column", "common_keys", "rebuilt", "split_batches"]
 
 PREFIX = "attributes."
 MIN_SHARE = 1 / 64
-MAX_KEYS = 64
+MAX_KEYS = 64  # codes fit 8 bits with "not split" (see _split)
+BATCH_ROWS = 16_384
 
 
-def split(rows: pa.Table) -> tuple[pa.Table, list[str]]:
-    """`rows` with its common attribute keys moved to columns of their own; those keys, sorted."""
+def common_keys(rows: pa.Table) -> list[str]:
+    """The attribute keys to split out of `rows`, sorted."""
+    import pyarrow.compute as pc
+
+    counts: Counter[str] = Counter()
+    for chunk in rows.column("attributes").chunks:
+        found = pc.value_counts(chunk.flatten().field("key"))
+        names, numbers = found.field("values").to_pylist(), found.field("counts").to_pylist()
+        counts.update(dict(zip(names, numbers, strict=True)))
+    wanted = MIN_SHARE * rows.num_rows
+    return sorted(key for key, count in counts.most_common(MAX_KEYS) if count >= wanted)
+
+
+def split_batches(rows: pa.Table, keys: list[str]) -> pa.RecordBatchReader:
+    """`rows` in batches with the entries of `keys` moved to columns of their own."""
+    import pyarrow as pa
+
+    schema = rows.schema
+    for key in keys:
+        schema = schema.append(pa.field(PREFIX + key, _value_type()))
+    batches = (_split(batch, keys, schema) for batch in rows.to_batches(BATCH_ROWS))
+    return pa.RecordBatchReader.from_batches(schema, batches)
+
+
+def _split(batch: pa.RecordBatch, keys: list[str], schema: pa.Schema) -> pa.RecordBatch:
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    column = rows.column("attributes")
-    # combine_chunks copies even a single chunk: the whole column, measured (47 MB a segment).
-    lists = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    value_type = _value_type()
+    at_list = batch.schema.get_field_index("attributes")
+    lists = batch.column(at_list)
     entries = lists.flatten()
-    if not len(entries):
-        return rows, []
-    # int32 and numpy throughout: these arrays are the split's memory above its output.
-    parents = np.repeat(np.arange(len(lists), dtype=np.int32), np.diff(lists.offsets.to_numpy()))
-    encoded = pc.dictionary_encode(entries.field("key"))
-    names = encoded.dictionary.to_pylist()
-    codes = encoded.indices.to_numpy()
-    # Entries by key, rows in order within a key (a stable sort: numpy sorts 16-bit integers
-    # by radix), so that each key's entries are one run and a row carrying a key twice shows
-    # as two neighbours with the same row.
-    order = np.argsort(codes.astype(np.uint16) if len(names) <= 1 << 16 else codes, kind="stable")
-    counts = np.bincount(codes, minlength=len(names))
-    ends = np.cumsum(counts)
-    rows_in_order = parents[order]
-    repeats = np.flatnonzero(rows_in_order[1:] == rows_in_order[:-1]) + 1
-    twice = np.zeros(len(names), dtype=bool)
-    twice[np.searchsorted(ends, repeats, side="right")] = True
-    common = [
-        code
-        for code in np.argsort(-counts, kind="stable")[:MAX_KEYS]
-        if counts[code] >= MIN_SHARE * rows.num_rows and not twice[code]
-    ]
-    if not common:
-        return rows, []
-    values = pa.StructArray.from_arrays(
-        [entries.field("type"), entries.field("value")], names=["type", "value"]
-    ).take(pa.array(order))
-    del order
-    columns: dict[str, pa.Array] = {}
-    for code in sorted(common, key=lambda code: names[code]):
-        run = values.slice(ends[code] - counts[code], counts[code])
-        if counts[code] < rows.num_rows:
-            run = _spread(run, rows_in_order[ends[code] - counts[code] : ends[code]], len(rows))
-        columns[PREFIX + names[code]] = run
-    split_out = np.zeros(len(names), dtype=bool)
-    split_out[common] = True
-    keep = ~split_out[codes]
-    offsets = np.zeros(rows.num_rows + 1, dtype=np.int32)
-    np.cumsum(np.bincount(parents[keep], minlength=rows.num_rows), out=offsets[1:])
-    rest = pa.ListArray.from_arrays(pa.array(offsets), entries.filter(pa.array(keep)))
-    table = rows.set_column(
-        rows.schema.get_field_index("attributes"), "attributes", rest.cast(lists.type)
+    length = batch.num_rows
+    parents = np.repeat(np.arange(length, dtype=np.int32), np.diff(lists.offsets.to_numpy()))
+    others = len(keys)  # the code of every entry that stays in the list
+    wanted = pa.array(keys, pa.string())
+    codes = pc.index_in(entries.field("key"), value_set=wanted).fill_null(others).to_numpy()
+    # Entries by key, rows in order within a key (a stable sort: numpy sorts 8-bit integers by
+    # radix), so that a key's entries are one run and a repeat follows its row's first entry.
+    order = np.argsort(codes.astype(np.uint8), kind="stable")
+    sorted_codes = np.repeat(np.arange(others + 1), np.bincount(codes, minlength=others + 1))
+    sorted_rows = parents[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (sorted_rows[1:] != sorted_rows[:-1]) | (sorted_codes[1:] != sorted_codes[:-1])
+    moved = first & (sorted_codes < others)
+    keep = np.ones(len(order), dtype=bool)
+    keep[order[moved]] = False
+    values = pc.take(
+        pa.StructArray.from_arrays(
+            [entries.field("type"), entries.field("value")], fields=list(value_type)
+        ),
+        pa.array(order[moved]),
     )
-    for name, column in columns.items():
-        table = table.append_column(name, column)
-    return table, [name[len(PREFIX) :] for name in columns]
+    rows_of = sorted_rows[moved]
+    ends = np.cumsum(np.bincount(sorted_codes[moved], minlength=others))
+    columns = []
+    for code in range(others):
+        start, end = (ends[code - 1] if code else 0), ends[code]
+        if start == end:
+            columns.append(pa.nulls(length, value_type))
+        elif end - start == length:
+            columns.append(values.slice(start, end - start))
+        else:
+            columns.append(_spread(values.slice(start, end - start), rows_of[start:end], length))
+    offsets = np.zeros(length + 1, dtype=np.int32)
+    np.cumsum(np.bincount(parents[keep], minlength=length), out=offsets[1:])
+    rest = pa.ListArray.from_arrays(
+        pa.array(offsets), entries.filter(pa.array(keep)), type=lists.type
+    )
+    arrays = [*batch.columns[:at_list], rest, *batch.columns[at_list + 1 :], *columns]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _value_type() -> pa.DataType:
+    """A split key's column: its entries' type and value, null where a row lacks the key."""
+    import pyarrow as pa
+
+    return pa.struct([pa.field("type", pa.uint8()), pa.field("value", pa.string())])
 
 
 def _spread(run: pa.StructArray, at: np.ndarray, length: int) -> pa.StructArray:

@@ -47,7 +47,13 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from stethoscope.errors import DataError
-from stethoscope.store.duckdb.attribute_columns import PREFIX, column, rebuilt, split
+from stethoscope.store.duckdb.attribute_columns import (
+    PREFIX,
+    column,
+    common_keys,
+    rebuilt,
+    split_batches,
+)
 from stethoscope.store.durable import fsync_path
 
 if TYPE_CHECKING:
@@ -165,20 +171,21 @@ class Segments:
         sealing_table = rows is None
         if rows is None:
             rows = con.sql(f"SELECT * FROM {table}").to_arrow_table()
-        rows, keys = split(rows)
+        keys = common_keys(rows)
         # The table's columns in its order, so that every file unions with it, then the split
         # keys'. Rows from an older write-ahead log may lack a newer (nullable) column: it is
         # written as nulls.
         have = set(rows.column_names)
         columns = ", ".join(
             [
-                f'"{column}"' if column in have else f'NULL::{kind} AS "{column}"'
-                for column, kind in _columns(con, table)
+                f'"{field}"' if field in have else f'NULL::{kind} AS "{field}"'
+                for field, kind in _columns(con, table)
             ]
             + [column(key) for key in keys]
         )
+        batches = split_batches(rows, keys)  # noqa: F841 - read by DuckDB
         con.execute(
-            f"COPY (SELECT {columns} FROM rows) TO {_quoted(str(path))} "
+            f"COPY (SELECT {columns} FROM batches) TO {_quoted(str(path))} "
             "(FORMAT parquet, COMPRESSION zstd)"
         )
         fsync_path(path)
