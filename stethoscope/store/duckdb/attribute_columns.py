@@ -60,6 +60,7 @@ def split_batches(rows: pa.Table, keys: list[str]) -> pa.RecordBatchReader:
 
 
 def _split(batch: pa.RecordBatch, keys: list[str], schema: pa.Schema) -> pa.RecordBatch:
+    """One batch of `split_batches`."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -129,7 +130,7 @@ def _spread(run: pa.StructArray, at: np.ndarray, length: int) -> pa.StructArray:
     present[at] = True
     types, text = run.field("type"), run.field("value")
     kinds = np.zeros(length, dtype=np.uint8)
-    kinds[at] = types.fill_null(0).to_numpy()
+    kinds[at] = (types.fill_null(0) if types.null_count else types).to_numpy()  # fill_null copies
     ends = np.frombuffer(text.buffers()[1], dtype=np.int32)
     ends = ends[text.offset : text.offset + len(text) + 1]
     sizes = np.zeros(length, dtype=np.int32)
