@@ -17,7 +17,13 @@ from stethoscope.model.batch import SignalBatch
 from stethoscope.model.schema import ATTRIBUTES
 from stethoscope.sources.otlp.decode import decode_traces
 from stethoscope.store.base import TraceQuery
-from stethoscope.store.duckdb.attribute_columns import common_keys, rebuilt, split_batches
+from stethoscope.store.duckdb.attribute_columns import (
+    MAX_KEYS,
+    common_keys,
+    keys_for,
+    rebuilt,
+    split_batches,
+)
 from stethoscope.store.duckdb.store import DuckDBStore
 
 SEGMENT = 100
@@ -179,3 +185,14 @@ def test_split_and_rebuilt_keep_every_entry_repeats_and_null_values() -> None:
     assert [row[0] for row in left] == [[entry("d", 1, "only")], [entry("a", 1, "again")]]
     found = duckdb.execute(f"SELECT {rebuilt(keys)} FROM out ORDER BY n").fetchall()
     assert [row[0] for row in found] == lists
+
+
+def test_a_segment_splits_the_keys_of_the_one_before_while_they_cover_its_common_ones() -> None:
+    def rows(*keys: str) -> pa.Table:
+        lists = [[{"key": key, "type": 1, "value": "v"} for key in keys]] * 10
+        return pa.table({"attributes": pa.array(lists, ATTRIBUTES)})
+
+    assert keys_for(rows("b"), ("a", "b")) == ("a", "b")  # "a" a column of nulls
+    assert keys_for(rows("b", "c"), ("a", "b")) == ("a", "b", "c")
+    many = tuple(f"k{n:02d}" for n in range(MAX_KEYS))
+    assert keys_for(rows("b", "c"), many) == ("b", "c")  # too many together: a new set

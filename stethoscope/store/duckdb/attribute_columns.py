@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-__all__ = ["PREFIX", "column", "common_keys", "rebuilt", "split_batches"]
+__all__ = ["PREFIX", "column", "common_keys", "keys_for", "rebuilt", "split_batches"]
 
 PREFIX = "attributes."
 MIN_SHARE = 1 / 64
@@ -48,7 +48,21 @@ def common_keys(rows: pa.Table) -> list[str]:
     return sorted(key for key, count in counts.most_common(MAX_KEYS) if count >= wanted)
 
 
-def split_batches(rows: pa.Table, keys: list[str]) -> pa.RecordBatchReader:
+def keys_for(rows: pa.Table, previous: tuple[str, ...]) -> tuple[str, ...]:
+    """The keys a segment of `rows` splits out, after one that split `previous`.
+
+    The previous segment's keys while they cover the common ones (a key these rows lack costs
+    a column of nulls), else both while at most MAX_KEYS, else the common ones alone: the
+    views read the files of one set of keys together, so few sets keep queries fast.
+    """
+    common = common_keys(rows)
+    if set(common) <= set(previous):
+        return previous
+    joined = set(common) | set(previous)
+    return tuple(sorted(joined if len(joined) <= MAX_KEYS else common))
+
+
+def split_batches(rows: pa.Table, keys: tuple[str, ...] | list[str]) -> pa.RecordBatchReader:
     """`rows` in batches with the entries of `keys` moved to columns of their own."""
     import pyarrow as pa
 
@@ -59,7 +73,9 @@ def split_batches(rows: pa.Table, keys: list[str]) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(schema, batches)
 
 
-def _split(batch: pa.RecordBatch, keys: list[str], schema: pa.Schema) -> pa.RecordBatch:
+def _split(
+    batch: pa.RecordBatch, keys: tuple[str, ...] | list[str], schema: pa.Schema
+) -> pa.RecordBatch:
     """One batch of `split_batches`."""
     import numpy as np
     import pyarrow as pa
@@ -72,7 +88,7 @@ def _split(batch: pa.RecordBatch, keys: list[str], schema: pa.Schema) -> pa.Reco
     length = batch.num_rows
     parents = np.repeat(np.arange(length, dtype=np.int32), np.diff(lists.offsets.to_numpy()))
     others = len(keys)  # the code of every entry that stays in the list
-    wanted = pa.array(keys, pa.string())
+    wanted = pa.array(list(keys), pa.string())
     codes = pc.index_in(entries.field("key"), value_set=wanted).fill_null(others).to_numpy()
     # Entries by key, rows in order within a key (a stable sort: numpy sorts 8-bit integers by
     # radix), so that a key's entries are one run and a repeat follows its row's first entry.
