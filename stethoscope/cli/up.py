@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--compact-store",
         action="store_true",
-        help="seal spans and log records in ZSTD Parquet segments: about 0.7x the disk, "
+        help="seal spans and log records in ZSTD Parquet segments: about 0.6x the disk, "
         "but trace lookups 2-3x and searches ~3x slower (docs/formats/segments.md)",
     )
     parser.set_defaults(handler=run)

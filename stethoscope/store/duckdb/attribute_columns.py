@@ -8,19 +8,20 @@ segments.py).
 So a segment keeps in `attributes` only the entries it did not split out; each split key `k`
 gets a column `attributes.k` of STRUCT(type, value), null where a row lacks the key. A key is
 split out when at least 1/64 of the segment's rows carry it (at most 64 keys, the most common
-first); a row's first entry of the key moves, any repeat of it (OTLP forbids them; senders
-still send them) stays in the list. The views rebuild `attributes` from the columns
-(`rebuilt`), so queries read the list they always did; a row's split keys come first there, in
-key order (OTLP attributes are a map: their order carries nothing), and a repeat after them,
-as it came.
+first), or when the segment before split it (`keys_for`). A row's first entry of the key
+moves; a repeat of it (OTLP forbids them; senders still send them) stays in the list. The
+views rebuild `attributes` from the columns (`rebuilt`), so queries read the list they always
+did; a row's split keys come first there, in key order (OTLP attributes are a map: their order
+carries nothing), and a repeat after them, as it came.
 
 The split runs over batches of 16,384 rows streamed into the Parquet writer: done over a whole
-segment at once, its arrays raised the server's peak memory by 100-300 MiB.
+segment at once, its arrays raised the server's peak memory by 100-300 MiB (benchmark runs).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def keys_for(rows: pa.Table, previous: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(joined if len(joined) <= MAX_KEYS else common))
 
 
-def split_batches(rows: pa.Table, keys: tuple[str, ...] | list[str]) -> pa.RecordBatchReader:
+def split_batches(rows: pa.Table, keys: Sequence[str]) -> pa.RecordBatchReader:
     """`rows` in batches with the entries of `keys` moved to columns of their own."""
     import pyarrow as pa
 
@@ -73,9 +74,7 @@ def split_batches(rows: pa.Table, keys: tuple[str, ...] | list[str]) -> pa.Recor
     return pa.RecordBatchReader.from_batches(schema, batches)
 
 
-def _split(
-    batch: pa.RecordBatch, keys: tuple[str, ...] | list[str], schema: pa.Schema
-) -> pa.RecordBatch:
+def _split(batch: pa.RecordBatch, keys: Sequence[str], schema: pa.Schema) -> pa.RecordBatch:
     """One batch of `split_batches`."""
     import numpy as np
     import pyarrow as pa
@@ -174,7 +173,7 @@ def _spread(run: pa.StructArray, at: np.ndarray, length: int) -> pa.StructArray:
     )
 
 
-def rebuilt(keys: list[str]) -> str:
+def rebuilt(keys: Sequence[str]) -> str:
     """SQL for the `attributes` list of a segment row, over the columns of `keys`."""
     if not keys:
         return "attributes"

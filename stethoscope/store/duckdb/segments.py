@@ -28,8 +28,11 @@ by id took 37-56 ms in-process against 16 in a table, 122-137 ms through a runni
 against 107; the filtered traces search 183-219 ms against 69. DuckDB skips the row groups the
 trace ids' bloom filters rule out, then decodes every column around the matching rows: a trace
 whose spans sit together costs less (that sorting scattered them and doubled the cost suggests
-it skips the 2,048-row vectors without a match). Hence `steth up --compact-store`: the operator
-chooses.
+it skips the 2,048-row vectors without a match). Split attribute keys, one pair of runs (16:24
+split, 16:29 not): trace 47.7 against 35.7 ms in-process, 122 against 123 through a server,
+search 210 against 198 ms; peak RSS 1,017 against 948 MiB (the 10M build 1,017 against 902,
+also 1,017 at 16:13; the split's own arrays stay under the writer's other memory, measured in
+a harness, so the rest is unexplained). Hence `steth up --compact-store`: the operator chooses.
 
 So whole row groups of spans go to `<data>/segments/spans-NNNNNN.parquet`, one file each, the
 rest of a write to the `span_rows` table, which is sealed into a segment as soon as it holds a
@@ -96,7 +99,7 @@ def view_ddl(con: duckdb.DuckDBPyConnection, view: str, files: dict[str, tuple[s
         by_keys.setdefault(keys, []).append(name)
     for keys, group in by_keys.items():
         sealed = ", ".join(
-            f"{rebuilt(list(keys))} AS {name}" if name == '"attributes"' else name for name in names
+            f"{rebuilt(keys)} AS {name}" if name == '"attributes"' else name for name in names
         )
         listed = ", ".join(_quoted(name) for name in group)
         parts.append(f"SELECT {sealed} FROM read_parquet([{listed}])")
@@ -214,6 +217,7 @@ class Segments:
         con.execute(view_ddl(con, view, self._view_files(view, self._files)))
 
     def _view_files(self, view: str, files: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
+        """The view's files of `files` with the keys each split out, for `view_ddl`."""
         return {name: self._keys[name] for name in files[view]}
 
     def rolled_back(self, con: duckdb.DuckDBPyConnection) -> None:

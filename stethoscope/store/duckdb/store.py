@@ -93,7 +93,7 @@ class DuckDBStore:
     ):
         """`segment_rows`: spans or log records sealed in a Parquet segment at once (0: none).
 
-        Segments take about 0.7x the disk and make queries slower (segments.py).
+        Segments take about 0.6x the disk and make queries slower (segments.py).
         """
         self.path = Path(data_dir) / STORE_FILE
         if read_only and not self.path.exists():
