@@ -11,11 +11,12 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from stethoscope.model.batch import SignalBatch
 from stethoscope.model.schema import ATTRIBUTES
 from stethoscope.sources.otlp.decode import decode_traces
+from stethoscope.sources.records import any_value
 from stethoscope.store.base import TraceQuery
 from stethoscope.store.duckdb.attribute_columns import (
     MAX_KEYS,
@@ -28,23 +29,6 @@ from stethoscope.store.duckdb.store import DuckDBStore
 
 SEGMENT = 100
 HOUR_NS = 3600 * 10**9
-
-
-def any_value(value: Any) -> AnyValue:
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    if isinstance(value, bytes):
-        return AnyValue(bytes_value=value)
-    if isinstance(value, list):
-        return AnyValue(array_value=ArrayValue(values=[any_value(v) for v in value]))
-    if isinstance(value, dict):
-        values = [KeyValue(key=k, value=any_value(v)) for k, v in value.items()]
-        return AnyValue(kvlist_value=KeyValueList(values=values))
-    return AnyValue(string_value=value)
 
 
 def mixed(number: int) -> list[tuple[str, Any]]:

@@ -4,7 +4,7 @@ Measured with the benchmark's traffic through `steth up` (issue 2, 2026-11-26), 
 request id and timestamp new on every send: DuckDB's own table takes 92-94 B/span (its codecs
 do not entropy-code, and it refuses ZSTD for nested columns such as attributes); DuckDB's
 Parquet writer with ZSTD 61-64 B/span, log records 57-61 B against 95-106; with the common
-attribute keys in columns of their own (attribute_columns.py) 53-56 B/span, log records ~56.
+attribute keys in columns of their own (attribute_columns.py) 53-56 B/span, log records 56-62.
 Per segment of 122,880 real spans: 62.8 B/span with the attributes list, 52.5 split; splitting
 costs ~0.6 us a span and the smaller file saves ~0.4 of the COPY's 3.2. (A benchmark that
 repeated span ids and request ids every 51,200 spans had shown 52 B/span: Parquet's dictionaries
