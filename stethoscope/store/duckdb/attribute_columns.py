@@ -52,13 +52,11 @@ def common_keys(rows: pa.Table) -> list[str]:
 def keys_for(rows: pa.Table, previous: tuple[str, ...]) -> tuple[str, ...]:
     """The keys a segment of `rows` splits out, after one that split `previous`.
 
-    The previous segment's keys while they cover the common ones (a key these rows lack costs
-    a column of nulls), else both while at most MAX_KEYS, else the common ones alone: the
-    views read the files of one set of keys together, so few sets keep queries fast.
+    Its common keys and the previous segment's while at most MAX_KEYS (a key these rows lack
+    costs a column of nulls), else the common ones alone: the views read the files of one set
+    of keys together, so few sets keep queries fast.
     """
     common = common_keys(rows)
-    if set(common) <= set(previous):
-        return previous
     joined = set(common) | set(previous)
     return tuple(sorted(joined if len(joined) <= MAX_KEYS else common))
 
