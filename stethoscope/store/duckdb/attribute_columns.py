@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-__all__ = ["PREFIX", "column", "common_keys", "keys_for", "rebuilt", "split_batches"]
+__all__ = ["PREFIX", "column", "common_keys", "keys_for", "literal", "rebuilt", "split_batches"]
 
 PREFIX = "attributes."
 MIN_SHARE = 1 / 64
@@ -183,7 +183,7 @@ def _entry(key: str) -> str:
     """SQL for the attribute struct of `key` in a segment row (null when it lacks the key)."""
     name = column(key)
     return (
-        f"CASE WHEN {name} IS NOT NULL THEN {{'key': {_literal(key)}, "
+        f"CASE WHEN {name} IS NOT NULL THEN {{'key': {literal(key)}, "
         f"'type': struct_extract({name}, 'type'), 'value': struct_extract({name}, 'value')}} END"
     )
 
@@ -193,5 +193,6 @@ def column(key: str) -> str:
     return '"' + (PREFIX + key).replace('"', '""') + '"'
 
 
-def _literal(text: str) -> str:
+def literal(text: str) -> str:
+    """`text` as an SQL string literal."""
     return "'" + text.replace("'", "''") + "'"

@@ -57,6 +57,7 @@ from stethoscope.store.duckdb.attribute_columns import (
     PREFIX,
     column,
     keys_for,
+    literal,
     rebuilt,
     split_batches,
 )
@@ -101,7 +102,7 @@ def view_ddl(con: duckdb.DuckDBPyConnection, view: str, files: dict[str, tuple[s
         sealed = ", ".join(
             f"{rebuilt(keys)} AS {name}" if name == '"attributes"' else name for name in names
         )
-        listed = ", ".join(_quoted(name) for name in group)
+        listed = ", ".join(literal(name) for name in group)
         parts.append(f"SELECT {sealed} FROM read_parquet([{listed}])")
     return f"CREATE OR REPLACE VIEW {view} AS " + " UNION ALL ".join(parts)
 
@@ -109,10 +110,6 @@ def view_ddl(con: duckdb.DuckDBPyConnection, view: str, files: dict[str, tuple[s
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
     """(name, type) of the table's columns, in order."""
     return [(row[0], row[1]) for row in con.execute(f"DESCRIBE {table}").fetchall()]
-
-
-def _quoted(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 class Segments:
@@ -146,7 +143,7 @@ class Segments:
             return {}
         by_base = {Path(name).name: name for name in names}
         keys: dict[str, list[str]] = {name: [] for name in names}
-        listed = ", ".join(_quoted(name) for name in names)
+        listed = ", ".join(literal(name) for name in names)
         try:
             found = con.execute(
                 f"SELECT file_name, name FROM parquet_schema([{listed}]) "
@@ -198,7 +195,7 @@ class Segments:
         )
         batches = split_batches(rows, keys)  # noqa: F841 - read by DuckDB
         con.execute(
-            f"COPY (SELECT {columns} FROM batches) TO {_quoted(str(path))} "
+            f"COPY (SELECT {columns} FROM batches) TO {literal(str(path))} "
             "(FORMAT parquet, COMPRESSION zstd)"
         )
         fsync_path(path)
