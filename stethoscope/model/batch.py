@@ -34,8 +34,12 @@ class SignalBatch:
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the batch's columns."""
-        return sum(table.nbytes for table in self.tables.values())
+        """Memory held by the batch's columns (their buffers' sizes).
+
+        Not `Table.nbytes`, which walks nested columns to count only the bytes their values use:
+        90 us a 512-span batch against 4, twice a request under the main process's GIL.
+        """
+        return sum(table.get_total_buffer_size() for table in self.tables.values())
 
     def to_bytes(self) -> bytes:
         """The batch's tables as length-prefixed Arrow IPC streams."""

@@ -112,6 +112,7 @@ class IngestPipeline:
         self._pending_bytes = 0
         self._visible_seq = 0
         self._visible_waiters = 0
+        self._room_waiters = 0
         self._stopping = False
         self._wal = WriteAheadLog(wal_config, self._enqueue)
         # One mined group waits while the previous one commits; None tells the writer to stop.
@@ -147,9 +148,7 @@ class IngestPipeline:
         """
         size = batch.nbytes
         with self._cond:
-            if not self._cond.wait_for(
-                lambda: self._stopping or self._has_room(size), self.config.admission_wait_s
-            ):
+            if not self._wait_for_room(size):
                 self.stats.refused_overload += 1
                 raise Overloaded("collector is busy writing; retry later", retry_after=1)
             if self._stopping:
@@ -198,6 +197,25 @@ class IngestPipeline:
         self.templater.close()
         self.store.checkpoint()
         self._wal.release(self.store.applied_seq())
+
+    def _wait_for_room(self, size: int) -> bool:
+        """Whether room for `size` bytes was there or made within `admission_wait_s`.
+
+        While a receiver waits, the miner takes what is queued instead of gathering a full
+        group: the rows the store holds back for whole row groups and a group being gathered
+        can fill the bound together (spans: 122,880 held + 100,000 gathered ~ 125 MiB against
+        96), and then nothing was written until the flush interval passed.
+        """
+        if self._stopping or self._has_room(size):
+            return True
+        self._room_waiters += 1
+        self._cond.notify_all()
+        try:
+            return self._cond.wait_for(
+                lambda: self._stopping or self._has_room(size), self.config.admission_wait_s
+            )
+        finally:
+            self._room_waiters -= 1
 
     def _has_room(self, size: int) -> bool:
         # A batch bigger than the bound is admitted alone rather than never.
@@ -259,7 +277,7 @@ class IngestPipeline:
             while (
                 not self._stopping
                 and self._queued_rows() < self.config.batch_rows
-                and not (self._visible_waiters and self._queue)
+                and not ((self._visible_waiters or self._room_waiters) and self._queue)
             ):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

@@ -102,6 +102,26 @@ def test_a_batch_waits_for_room_rather_than_being_refused(tmp_path: Path) -> Non
     pipeline.store.close()
 
 
+def test_a_waiting_batch_has_the_queue_stored_without_waiting_for_a_full_group(
+    tmp_path: Path,
+) -> None:
+    # The writer gathers up to a million rows or 10 s, yet a batch waiting for room has what is
+    # queued (one whole row group, nothing held back) stored well inside its 5 s.
+    pipeline = make_pipeline(
+        tmp_path,
+        max_pending_bytes=1024 * 1024,
+        batch_rows=1_000_000,
+        flush_interval_s=10.0,
+        admission_wait_s=5.0,
+    )
+    pipeline.submit(spans("bulk", time.time_ns(), n=ROW_GROUP_ROWS))
+    pipeline.submit(spans("next", time.time_ns(), n=10))
+    assert pipeline.stats.refused_overload == 0
+    assert services_with_spans(pipeline.store) == {"bulk": ROW_GROUP_ROWS}
+    pipeline.close()
+    pipeline.store.close()
+
+
 def test_the_log_is_replayed_into_the_store_exactly_once(tmp_path: Path) -> None:
     pipeline = make_pipeline(tmp_path)
     pipeline.submit(spans("once", time.time_ns(), n=5))
