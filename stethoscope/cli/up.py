@@ -26,9 +26,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--max-pending",
-        default=96,
+        default=160,
         type=int,
-        help="MiB of acknowledged data waiting for the store before intake pauses (96)",
+        help="MiB of acknowledged data waiting for the store before intake pauses (160)",
     )
     parser.add_argument(
         "--flush-interval",
