@@ -206,8 +206,8 @@ class IngestPipeline:
 
         While a receiver waits, the miner takes what is queued instead of gathering a full
         group: the rows the store holds back for whole row groups and a group being gathered
-        can fill the bound together (spans: 122,880 held + 100,000 gathered ~ 125 MiB against
-        96), and then nothing was written until the flush interval passed.
+        can fill the bound together (spans: 122,880 held and 100,000 gathered are ~125 MiB
+        decoded), and then nothing was written until the flush interval passed.
         """
         if self._stopping or self._has_room(size):
             return True
