@@ -45,7 +45,8 @@ class PipelineConfig:
 
     # A DuckDB row group of spans is ~67 MiB of decoded batches (~550 B a span); at 96 MiB the
     # bound stopped intake while one was inserted. 160 MiB: spans/s 1.11-1.31x and log
-    # records/s 1.2x in the same runs, the server tree's peak PSS +0-40 MiB (793-825 MiB).
+    # records/s 1.2x in the same runs, the server tree's peak PSS +0-40 MiB (793-825 MiB);
+    # the worst phase of a full benchmark +81-84 MiB (859; 973 with segments).
     max_pending_bytes: int = 160 * 1024 * 1024
     # How long a batch may wait for room before it is refused. Refused senders wait out a
     # whole Retry-After (1 s at least over HTTP) while the writer catches up in less: the
