@@ -731,8 +731,8 @@ class MemorySampler:
 
     `peak_pss` is of the whole tree as the machine pays it: proportional set sizes, each shared
     page (the libraries every worker maps, pages a fork shares) counted once across the tree.
-    `peak` sums the processes' RSS, which counts a shared page once per process: ~285 MiB more
-    than PSS with two decode workers and the mining process (1,059 against 774 MiB). `peak_main`
+    `peak` sums the processes' RSS, which counts a shared page once per process: 285-313 MiB
+    more than PSS with two decode workers and the mining process (1,059 against 774). `peak_main`
     is the server process's RSS alone and `peak_children` its children's, each at its own moment.
     """
 

@@ -171,7 +171,7 @@ def test_split_and_rebuilt_keep_every_entry_repeats_and_null_values() -> None:
     assert [row[0] for row in found] == lists
 
 
-def test_a_segment_splits_the_keys_of_the_one_before_while_they_cover_its_common_ones() -> None:
+def test_a_segment_splits_its_keys_and_those_of_the_one_before_while_at_most_64() -> None:
     def rows(*keys: str) -> pa.Table:
         lists = [[{"key": key, "type": 1, "value": "v"} for key in keys]] * 10
         return pa.table({"attributes": pa.array(lists, ATTRIBUTES)})
