@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stethoscope.errors import UsageError
-from stethoscope.model.timeutil import parse_time_ns
-from stethoscope.store.base import Window
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from stethoscope.store.base import Window
 
 
 def default_data_dir() -> Path:
@@ -62,6 +62,11 @@ def token(args: argparse.Namespace) -> str | None:
 
 def window(args: argparse.Namespace) -> Window:
     """The --since/--until window, checked."""
+    # Imported here: `steth trace` takes no window, and the store's query types (dataclasses)
+    # and the time parser were ~9 ms of its start-up.
+    from stethoscope.model.timeutil import parse_time_ns
+    from stethoscope.store.base import Window
+
     since = parse_time_ns(args.since) if args.since else None
     until = parse_time_ns(args.until) if args.until else None
     if since is not None and until is not None and since > until:
