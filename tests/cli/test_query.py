@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 from conftest import RunningServer, cli_env
@@ -70,3 +76,59 @@ def test_steth_trace_takes_the_short_id_a_log_line_shows(start_server) -> None:
     assert [r["body"] for r in found["logs"]] == ["with a trace"]
     code, _, err = server.steth("trace", "00000000")
     assert code == 2 and "no trace id starts with 00000000" in err
+
+
+# What `steth trace ID --json` through a server's API must not import: each was part of its
+# start-up once (the store's query types ~8 ms, the idna codec ~1 ms, rich far more).
+NOT_ON_THE_TRACE_PATH = (
+    "stethoscope.store.base",
+    "stethoscope.server.queryparams",
+    "stethoscope.model.timeutil",
+    "encodings.idna",
+    "rich",
+)
+
+
+class _TraceAnswer(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        body = json.dumps({"trace_id": self.path.rsplit("/", 1)[-1], "spans": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def api_on(data: Path) -> Iterator[None]:
+    """A stand-in API on loopback, recorded in `data` as a running server (this process)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _TraceAnswer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    record = {"host": "127.0.0.1", "grpc_port": 1, "http_port": 1, "pid": os.getpid()}
+    (data / "server.json").write_text(json.dumps(record | {"api_port": server.server_port}))
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_trace_through_the_api_imports_only_what_it_needs(tmp_path: Path) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    code = (
+        "import sys\n"
+        "from stethoscope.cli.main import main\n"
+        f"main(['trace', {trace_id!r}, '--json', '--data', {str(tmp_path)!r}])\n"
+        f"print(sorted(set(sys.modules) & set({NOT_ON_THE_TRACE_PATH!r})))"
+    )
+    with api_on(tmp_path):
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True, text=True, check=True, timeout=60, env=cli_env(),
+        )  # fmt: skip
+    answer, imported = done.stdout.rstrip("\n").rsplit("\n", 1)
+    assert json.loads(answer)["trace_id"] == trace_id
+    assert imported == "[]"
