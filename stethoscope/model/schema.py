@@ -125,6 +125,8 @@ LOGS = pa.schema(
         # Filled by the writer's template miner (null when not mined); last, so that stores
         # migrated with ALTER TABLE ADD COLUMN keep the same column order as new ones.
         pa.field("template_id", pa.uint64()),
+        # The variables, as stores written before 2026-11-26 kept them; null since then, when
+        # reads work them out from the template (stethoscope.server.templating).
         pa.field("template_params", pa.list_(pa.string())),
     ]
 )

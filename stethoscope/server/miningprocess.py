@@ -4,7 +4,7 @@ Mining is pure Python and stateful (one owner, records in log order). Run by a t
 server's main process it held the GIL about a third of the time, and every other thread there
 (HTTP, the hand-off to the decode workers, the write-ahead log) queued behind it: intake slowed
 down while a core sat idle. Here one worker process owns the miners. The pipeline's miner
-thread sends it the columns mining reads, as Arrow IPC, and gets back the two template columns
+thread sends it the columns mining reads, as Arrow IPC, and gets back the template ids
 and the templates touched; the main process only moves bytes.
 
 If the process dies it is started again from the templates the store holds, and the group it
@@ -64,9 +64,7 @@ def _mine_in_worker(data: bytes) -> tuple[bytes, list[TemplateRow], TemplaterSta
     assert _TEMPLATER is not None
     table = table_from_ipc(data)
     mined = _TEMPLATER.mine(table)
-    columns = pa.table(
-        {"template_id": mined.template_ids, "template_params": mined.template_params}
-    )
+    columns = pa.table({"template_id": mined.template_ids})
     answer = table_to_ipc(columns), mined.touched, _TEMPLATER.stats()
     del table, mined, columns
     # The allocator keeps freed pages; hand them back so the server's memory stays bounded.
@@ -113,18 +111,14 @@ class MiningProcess:
             return list(batches), []
         wanted = combined.select([name for name in _MINED_FROM if name in combined.column_names])
         ids: list[pa.Array] = []
-        params: list[pa.Array] = []
         touched: dict[tuple[str, int], TemplateRow] = {}
         for start in range(0, wanted.num_rows, MINING_CHUNK_ROWS):
             columns, rows = self._mine(wanted.slice(start, MINING_CHUNK_ROWS))
             ids.append(columns.column("template_id").combine_chunks())
-            params.append(columns.column("template_params").combine_chunks())
             for row in rows:
                 key = (row.service, row.template_id)
                 touched[key] = _merged(touched.get(key), row)
-        mined = MinedColumns(
-            pa.concat_arrays(ids), pa.concat_arrays(params), list(touched.values())
-        )
+        mined = MinedColumns(pa.concat_arrays(ids), list(touched.values()))
         return with_templates(batches, combined, mined), mined.touched
 
     def _mine(self, chunk: pa.Table) -> tuple[pa.Table, list[TemplateRow]]:

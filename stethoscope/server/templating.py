@@ -15,8 +15,13 @@ their text form is JSON, whose one long token per record would found a template 
 Cost: placing a line is pure Python, one dictionary lookup for a line whose masked text was
 seen before. Its stateless first step, masking, is done by the decode workers
 (`stethoscope.logs.masking`): the masked text arrives as a transient column that is dropped
-here, before the store sees the records; records without it are masked here. The variables
-are then taken for all lines of a template text at once (`stethoscope.logs.variables`).
+here, before the store sees the records; records without it are masked here.
+
+A record's variables (`template_params`) are not mined: the store works them out when it is
+read, from its template as it is then (`stethoscope.logs.variables`). Taking them here was 59%
+of mining's CPU, and carrying and inserting them cost the writer as much again: log records/s
+through `steth up` rose 1.3-1.7x without them (issue 2, 2026-11-26). They also agree with the
+template text shown beside them, which a later line may have generalised since.
 
 Memory: each miner is bounded by `TemplateMinerConfig`, the number of miners by
 `max_services` (records of further services get no template and are counted in
@@ -36,9 +41,9 @@ import pyarrow.compute as pc
 from stethoscope.errors import UsageError
 from stethoscope.logs.masking import MASKED_COLUMN, MINED_LINE_CHARS, mined_line
 from stethoscope.logs.templates import Template, TemplateMiner, TemplateMinerConfig, mask
-from stethoscope.logs.variables import variables_of
 from stethoscope.model.batch import SignalBatch
 from stethoscope.model.codes import ValueType
+from stethoscope.model.schema import LOGS
 from stethoscope.store.base import TemplateRow
 
 __all__ = [
@@ -52,6 +57,7 @@ __all__ = [
 
 EXAMPLE_CHARS = 500
 _IDS = pa.uint64()
+_PARAMS = LOGS.field("template_params").type  # null on ingest: read-time variables
 
 
 def _default_miner() -> TemplateMinerConfig:
@@ -128,43 +134,13 @@ class _Placed:
         self.mined = np.zeros(pairs, bool)
         self.states: dict[str, _ServiceMiner | None] = {}
         self.unmined: list[int] = []
-        self._texts: list[str] = [""] * pairs
-        self._templates: list[Template | None] = [None] * pairs
-        # Per template: (first row, text) each time a pair changed its text, in row order.
-        self._versions: dict[int, list[tuple[int, str]]] = {}
 
-    def add(self, pair: int, row: int, stored_id: int, template: Template) -> None:
+    def add(self, pair: int, stored_id: int) -> None:
         self.ids[pair], self.mined[pair] = stored_id, True
-        self._texts[pair], self._templates[pair] = template.text, template
-        versions = self._versions.setdefault(id(template), [])
-        if not versions or versions[-1][1] != template.text:
-            versions.append((row, template.text))
-
-    def groups(self, rows: np.ndarray, pair_of_row: np.ndarray) -> dict[str, np.ndarray]:
-        """Rows by the text their template had when each row would have been placed.
-
-        A template generalised by a later pair gives rows before that pair its earlier text.
-        """
-        order = np.argsort(pair_of_row, kind="stable")
-        bounds = np.searchsorted(pair_of_row[order], np.arange(len(self.ids) + 1))
-        found: dict[str, list[np.ndarray]] = {}
-        for pair, template in enumerate(self._templates):
-            if template is None:
-                continue
-            members = rows[order[bounds[pair] : bounds[pair + 1]]]
-            versions = self._versions[id(template)]
-            if len(versions) == 1 or members[-1] < versions[1][0]:
-                found.setdefault(self._texts[pair], []).append(members)
-                continue
-            starts = np.array([row for row, _ in versions])
-            which = np.searchsorted(starts, members, side="right") - 1
-            for version in np.unique(which):
-                found.setdefault(versions[version][1], []).append(members[which == version])
-        return {text: np.concatenate(parts) for text, parts in found.items()}
 
 
 class LogTemplater:
-    """Adds `template_id` and `template_params` to log records, one miner per service."""
+    """Adds `template_id` to log records, one miner per service."""
 
     def __init__(self, config: LogTemplaterConfig | None = None) -> None:
         self.config = config or LogTemplaterConfig()
@@ -209,14 +185,14 @@ class LogTemplater:
         return with_templates(batches, combined, mined), mined.touched
 
     def mine(self, table: pa.Table) -> MinedColumns:
-        """Template ids and variables of a logs table's records, in order.
+        """Template ids of a logs table's records, in order.
 
         The table needs `service`, `time_ns`, `body_type`, `body` and, when the decoder
         masked the lines, the masked column. Records with the same service and masked line
         join the same template, so each such pair is placed once, in the order it first
         appears, as if every record had been placed in turn.
         """
-        lines, masked = self._lines(table)
+        masked = self._masked(table)
         services = pc.dictionary_encode(table.column("service").combine_chunks())
         texts = pc.dictionary_encode(masked)
         rows = np.flatnonzero(np.asarray(masked.is_valid()))
@@ -237,12 +213,11 @@ class LogTemplater:
         ids[rows] = placed.ids[pair_of_row]
         valid[rows] = placed.mined[pair_of_row]
         template_ids = pa.array(ids, _IDS, mask=~valid)
-        template_params = variables_of(lines, placed.groups(rows, pair_of_row))
         touched = self._touched(
             table.select(["service", "time_ns", "body"]).append_column("template_id", template_ids),
             placed.states,
         )
-        return MinedColumns(template_ids, template_params, touched)
+        return MinedColumns(template_ids, touched)
 
     def _place_pairs(
         self,
@@ -264,11 +239,11 @@ class LogTemplater:
                 continue
             masked = masks[mask_codes[pair]]
             template = state.miner.match(masked, masked=masked)
-            placed.add(pair, int(first_rows[pair]), state.stored_id(template.template_id), template)
+            placed.add(pair, state.stored_id(template.template_id))
         return placed
 
-    def _lines(self, table: pa.Table) -> tuple[pa.Array, pa.Array]:
-        """Each record's mined line and its mask; both null for records that get no template.
+    def _masked(self, table: pa.Table) -> pa.Array:
+        """Each record's mined line masked; null for records that get no template.
 
         The decoder's mask is used when it masked with this miner's line limit; records it did
         not mask (an older write-ahead log, another limit) are masked here.
@@ -286,9 +261,7 @@ class LogTemplater:
             cut = [mined_line(body, limit) if body else None for body in left]
             fill = pa.array([None if line is None else mask(line) for line in cut], pa.string())
             masked = pc.replace_with_mask(masked, unmasked, fill)
-        first = pc.list_element(pc.split_pattern(bodies, "\n", max_splits=1), 0)
-        lines = pc.if_else(masked.is_valid(), pc.utf8_slice_codeunits(first, 0, limit), None)
-        return lines, masked
+        return masked
 
     def _miner_for(self, service: str) -> _ServiceMiner | None:
         state = self._services.get(service)
@@ -347,10 +320,9 @@ class LogTemplater:
 
 @dataclass(frozen=True)
 class MinedColumns:
-    """What mining a logs table adds: a column pair in the table's order, and the templates."""
+    """What mining a logs table adds: a column in the table's order, and the templates."""
 
     template_ids: pa.Array
-    template_params: pa.Array
     touched: list[TemplateRow]
 
 
@@ -370,7 +342,8 @@ def with_templates(
     """The batches, each with its own log records mined (a slice of `combined`, which holds
     them in batch order): the store keeps each row's write-ahead log position."""
     table = _set_column(combined, "template_id", mined.template_ids)
-    table = _set_column(table, "template_params", mined.template_params)
+    if table.schema.get_field_index("template_params") < 0:  # a batch from an older log
+        table = table.append_column("template_params", pa.nulls(table.num_rows, _PARAMS))
     if MASKED_COLUMN in table.column_names:  # transient: never stored
         table = table.drop_columns([MASKED_COLUMN])
     out = []

@@ -20,6 +20,7 @@ from stethoscope.model.batch import SignalBatch
 from stethoscope.model.schema import TABLES
 from stethoscope.sources.otlp.decode import decode_logs, decode_traces
 from stethoscope.store.base import LogQuery, TemplateRow, TraceQuery
+from stethoscope.store.duckdb.schema import TEMPLATES_DDL
 from stethoscope.store.duckdb.store import DuckDBStore
 
 SEGMENT = 100  # rows a segment takes at once in these tests (the store's default: 122,880)
@@ -225,6 +226,7 @@ def make_version_2_store(data: Path) -> None:
     for name, schema in TABLES.items():
         rows = written.tables.get(name, pa.Table.from_pylist([], schema=schema))  # noqa: F841
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM rows")
+    con.execute(TEMPLATES_DDL)  # version 2 added it
     con.close()
 
 

@@ -452,10 +452,16 @@ def template_hex(template_id: int | None) -> str | None:
     return None if template_id is None else f"{template_id:012x}"
 
 
-# A version 1 store opened read-only has no template columns: they read as null.
+# A version 1 store opened read-only has no template columns: they read as null. The
+# template's text as it is now, for the variables of records stored without them.
 _TEMPLATE_COLUMNS = {
-    True: "l.template_id, l.template_params",
-    False: "NULL::UBIGINT AS template_id, NULL::VARCHAR[] AS template_params",
+    True: "l.template_id, l.template_params, t.template",
+    False: "NULL::UBIGINT AS template_id, NULL::VARCHAR[] AS template_params, "
+    "NULL::VARCHAR AS template",
+}
+_TEMPLATE_JOIN = {
+    True: "LEFT JOIN templates t ON t.service = l.service AND t.template_id = l.template_id",
+    False: "",
 }
 
 
@@ -480,9 +486,31 @@ def log_rows(
                l.event_name, {_TEMPLATE_COLUMNS[templated]}
         FROM (SELECT * FROM {source} WHERE {where.sql()} ORDER BY time_ns {order} {limit_sql}) l
         LEFT JOIN resources r USING (resource_id)
+        {_TEMPLATE_JOIN[templated]}
         ORDER BY l.time_ns {order}
     """
-    return [_log(row) for row in _rows(cursor, sql, params)]
+    rows = _rows(cursor, sql, params)
+    _add_variables(rows)
+    return [_log(row) for row in rows]
+
+
+def _add_variables(rows: list[dict[str, Any]]) -> None:
+    """Fill in `template_params` of mined records stored without them (all since ingest stopped
+    taking them, see `stethoscope.server.templating`): their template's variables now."""
+    wanted = [row for row in rows if row["template_params"] is None and row["template"]]
+    if not wanted:
+        return
+    import pyarrow as pa  # here: most queries have no such records, and the CLI starts faster
+
+    from stethoscope.logs.masking import MINED_LINE_CHARS, mined_line
+    from stethoscope.logs.variables import variables_of
+
+    groups: dict[str, list[int]] = {}
+    for index, row in enumerate(wanted):
+        groups.setdefault(row["template"], []).append(index)
+    lines = pa.array([mined_line(row["body"], MINED_LINE_CHARS) for row in wanted], pa.string())
+    for row, variables in zip(wanted, variables_of(lines, groups).to_pylist(), strict=True):
+        row["template_params"] = variables
 
 
 def _like_pattern(text: str) -> str:
