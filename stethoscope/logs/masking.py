@@ -34,22 +34,25 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stethoscope.logs.templates import _DAY, _DELIMS, _MONTH, _UNIT, mask
+from stethoscope.logs.templates import (
+    _DAY,
+    _DELIMS,
+    _MONTH,
+    _UNIT,
+    MINED_LINE_CHARS,
+    mask,
+    mined_line,
+)
 from stethoscope.model.codes import ValueType
 
 __all__ = [
     "MASKED_COLUMN",
-    "MINED_LINE_CHARS",
     "masked_column",
     "masked_lines",
     "masked_texts",
-    "mined_line",
 ]
 
 MASKED_COLUMN = "masked_line"
-# The default length of the mined part of a line; a writer configured otherwise masks again.
-MINED_LINE_CHARS = 1_024
-
 # What Python's str `\s` matches among ASCII characters (RE2's `\s` lacks \v and \x1c-\x1f).
 _SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f "
 _DELIM = _DELIMS.replace(r"\s", _SPACE)
@@ -80,17 +83,6 @@ _UNDECIDED_WITH_DATES = "|".join(
         f"{_N}(?:{_DAY}|{_MONTH}){_S}",  # may start inside a run
     )
 )
-
-
-def mined_line(body: str, limit: int) -> str | None:
-    """The part of a string body that is mined: its first line, at most `limit` characters.
-
-    None when that part is blank (a blank line gets no template).
-    """
-    line = body.partition("\n")[0][:limit] if "\n" in body else body[:limit]
-    if not line or line.isspace():
-        return None
-    return line
 
 
 def masked_lines(types: Sequence[int], bodies: Sequence[str | None]) -> list[str | None]:

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 __all__ = [
+    "MINED_LINE_CHARS",
     "WILDCARD",
     "MinedLine",
     "Template",
@@ -31,9 +32,12 @@ __all__ = [
     "TemplateMinerConfig",
     "extract_variables",
     "mask",
+    "mined_line",
 ]
 
 WILDCARD = "<*>"
+# The default length of the mined part of a line; a writer configured otherwise masks again.
+MINED_LINE_CHARS = 1_024
 
 # One pass over the line. Except for parenthesised asides, every alternative starts at a token
 # start (one shared look-behind), which keeps the scan cheap: this is the per-line hot path.
@@ -261,6 +265,17 @@ def _generalise(template: Template, tokens: list[str]) -> None:
         if current[index] != token and current[index] != WILDCARD:
             current[index] = WILDCARD
     template.text = " ".join(current)
+
+
+def mined_line(body: str, limit: int) -> str | None:
+    """The part of a string body that is mined: its first line, at most `limit` characters.
+
+    None when that part is blank (a blank line gets no template).
+    """
+    line = body.partition("\n")[0][:limit] if "\n" in body else body[:limit]
+    if not line or line.isspace():
+        return None
+    return line
 
 
 def extract_variables(template: Template, message: str) -> list[str]:

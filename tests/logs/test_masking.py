@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stethoscope.logs import masking
-from stethoscope.logs.masking import MINED_LINE_CHARS, masked_column, masked_lines, mined_line
-from stethoscope.logs.templates import mask
+from stethoscope.logs.masking import masked_column, masked_lines
+from stethoscope.logs.templates import MINED_LINE_CHARS, mask, mined_line
 from stethoscope.model.codes import ValueType
 
 ROOT = Path(__file__).resolve().parents[2]
