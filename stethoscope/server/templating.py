@@ -18,7 +18,7 @@ seen before. Its stateless first step, masking, is done by the decode workers
 here, before the store sees the records; records without it are masked here.
 
 A record's variables (`template_params`) are not mined: the store works them out when it is
-read, from its template as it is then (`stethoscope.logs.variables`). Taking them here was 59%
+read, from its template as it is then (`store.duckdb.queries`). Taking them here was 59%
 of mining's CPU (2.18 -> 0.83 us a record), and inserting them 0.73 us of the writer's 2.7;
 without them log records/s through `steth up` rose 1.11-1.21x (server CPU a record 0.82-0.90x)
 and a stored record shrank from 101 to 76 bytes (issue 2, 2026-11-26, two paired runs). They

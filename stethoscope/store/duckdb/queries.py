@@ -500,9 +500,8 @@ def _add_variables(rows: list[dict[str, Any]]) -> None:
     wanted = [row for row in rows if row["template_params"] is None and row["template"]]
     if not wanted:
         return
-    # Line by line with Python's `re`, ~2 us a record: a read returns few enough that the
-    # column-wide RE2 form (`stethoscope.logs.variables`) would not repay importing pyarrow
-    # (~100 ms of a command reading the store itself).
+    # Line by line with Python's `re`, ~2 us a record: a read returns few records, and pyarrow
+    # for RE2 over a column would add ~100 ms to a command reading the store itself.
     from stethoscope.logs.templates import (
         MINED_LINE_CHARS,
         Template,
