@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -195,6 +196,25 @@ def test_a_record_reads_the_variables_of_its_template_as_it_is_now(tmp_path: Pat
     [template] = pipeline.store.templates(TemplateQuery(service="svc"))
     assert template["template"] == "job <*> done in the batch queue"
     pipeline.close()
+
+
+def test_variables_an_older_steth_stored_are_read_as_stored(tmp_path: Path) -> None:
+    """Stores written before variables were left to reads keep answering with theirs."""
+    store = DuckDBStore(tmp_path)
+    batches, touched = LogTemplater().annotate([logs_batch("svc", ["disk 91% full"])])
+    tables = dict(batches[-1].tables)
+    logs = tables["logs"]
+    stored = pa.array([["as stored"]], logs.schema.field("template_params").type)
+    tables["logs"] = logs.set_column(
+        logs.schema.get_field_index("template_params"), "template_params", stored
+    )
+    store.write([SignalBatch("logs", tables=tables)], templates=touched)
+    [record] = store.logs(LogQuery(service="svc"))
+    assert (record["template_params"], record["template_id"]) == (
+        ["as stored"],
+        f"{touched[0].template_id:012x}",
+    )
+    store.close()
 
 
 @pytest.mark.parametrize(
