@@ -19,7 +19,7 @@ here, before the store sees the records; records without it are masked here.
 
 A record's variables (`template_params`) are not mined: the store works them out when it is
 read, from its template as it is then (`store.duckdb.queries`). Taking them here was 59%
-of mining's CPU (2.18 -> 0.83 us a record), and inserting them 0.73 us of the writer's 2.7;
+of mining's CPU (2.18 -> 0.52 us a record), and inserting them 0.73 us of the writer's 2.7;
 without them log records/s through `steth up` rose 1.11-1.29x (server CPU a record 0.77-0.90x;
 four paired runs of 4M records, one pair of full runs 0.97x) and a stored record shrank from
 101 to 76 bytes (issue 2, 2026-11-26). They also agree with the template text shown beside

@@ -509,13 +509,9 @@ def _add_variables(rows: list[dict[str, Any]]) -> None:
         mined_line,
     )
 
-    templates: dict[str, Template] = {}
     for row in wanted:
-        text = row["template"]
-        template = templates.get(text)
-        if template is None:
-            template = templates[text] = Template("", text.split(" "))
         line = mined_line(row["body"], MINED_LINE_CHARS)
+        template = Template("", row["template"].split(" "))  # its regex is cached by text
         row["template_params"] = extract_variables(template, line) if line else []
 
 
