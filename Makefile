@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# Bytecode as a regular install has it: where PYTHONDONTWRITEBYTECODE is set, an editable
+	# install compiled every module on every command (~20 ms of each `steth trace`).
+	$(BIN)/python -m compileall -q stethoscope
 	touch $(STAMP)
 
 run: $(STAMP)
