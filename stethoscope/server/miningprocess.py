@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+import psutil
 import pyarrow as pa
 
 from stethoscope.logs.masking import MASKED_COLUMN
@@ -32,7 +36,7 @@ from stethoscope.server.templating import (
     logs_table,
     with_templates,
 )
-from stethoscope.sources.otlp.decodepool import leave_with_server, worker_pool
+from stethoscope.sources.otlp.decodepool import widen_pipe
 from stethoscope.store.base import TemplateRow
 
 __all__ = ["MiningProcess"]
@@ -45,6 +49,49 @@ _MINED_FROM = ("service", "time_ns", "body_type", "body", MASKED_COLUMN)
 # record group in one piece took about 100 MiB more in the mining process).
 MINING_CHUNK_ROWS = 16_384
 _TEMPLATER: LogTemplater | None = None  # the worker process's miners
+
+
+def leave_with_server(server_pid: int) -> None:
+    """Worker initializer: exit once the server is gone (killed -9) instead of lingering.
+
+    A pool worker never notices its server die: it holds its own queue's write end, and the
+    forkserver, holding on while workers live, keeps running too.
+    """
+    server = psutil.Process(server_pid)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                gone = not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
+            except psutil.Error:
+                gone = True
+            if gone:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="steth-mining-watch", daemon=True).start()
+
+
+def worker_pool(
+    workers: int, initializer: Callable[..., None], initargs: tuple[object, ...]
+) -> ProcessPoolExecutor:
+    """A pool of `workers` processes whose pipes take a chunk of records in one write."""
+    # forkserver: the server has threads by the time a worker may be replaced.
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("forkserver"),
+        initializer=initializer,
+        initargs=initargs,
+    )
+    # The executor keeps its two pipes private: where they are not found (another Python),
+    # the pool works as it is, with more hand-offs.
+    for queue in ("_call_queue", "_result_queue"):
+        reader = getattr(getattr(pool, queue, None), "_reader", None)
+        if reader is None:
+            log.debug("the pool's %s keeps its default pipe size", queue)
+        else:
+            widen_pipe(reader)
+    return pool
 
 
 def _start_templater(server_pid: int, config: LogTemplaterConfig, rows: list[TemplateRow]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 from pathlib import Path
@@ -9,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from stethoscope.server import miningprocess
-from stethoscope.server.miningprocess import MINING_CHUNK_ROWS, MiningProcess
+from stethoscope.server.miningprocess import MINING_CHUNK_ROWS, MiningProcess, worker_pool
 from stethoscope.server.templating import LogTemplater, LogTemplaterConfig
+from stethoscope.sources.otlp.decodepool import PIPE_BYTES
 from stethoscope.store.base import LogQuery, TemplateQuery
 from tests.server.test_templating import (
     GENERALISED,
@@ -67,3 +69,20 @@ def test_a_killed_mining_process_is_restarted_from_the_store(tmp_path: Path) -> 
     assert len(pipeline.store.logs(LogQuery(service="svc"))) == 3
     assert len(pipeline.store.templates(TemplateQuery(service="svc"))) == 1
     pipeline.close()
+
+
+def _nothing() -> None:
+    """A worker initializer that does nothing."""
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="pipe sizes are Linux's")
+def test_the_mining_pipes_take_a_whole_chunk() -> None:
+    # The pipes are the executor's private attributes: this fails if a Python release moves
+    # them, where the pool would otherwise go on quietly at a tenth of the hand-off size.
+    pool = worker_pool(1, _nothing, ())
+    try:
+        assert pool.submit(os.getpid).result() != os.getpid()
+        for queue in (pool._call_queue, pool._result_queue):  # type: ignore[attr-defined]
+            assert fcntl.fcntl(queue._reader.fileno(), fcntl.F_GETPIPE_SZ) >= PIPE_BYTES
+    finally:
+        pool.shutdown()
