@@ -15,15 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import multiprocessing
-import os
-import threading
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 
-import psutil
 import pyarrow as pa
 
 from stethoscope.logs.masking import MASKED_COLUMN
@@ -36,7 +29,7 @@ from stethoscope.server.templating import (
     logs_table,
     with_templates,
 )
-from stethoscope.sources.otlp.decodepool import widen_pipe
+from stethoscope.sources.pipeworker import Handler, PipeWorker, WorkerLost
 from stethoscope.store.base import TemplateRow
 
 __all__ = ["MiningProcess"]
@@ -48,74 +41,27 @@ _MINED_FROM = ("service", "time_ns", "body_type", "body", MASKED_COLUMN)
 # Records sent at a time: bounds the memory both processes hold for one exchange (a 200,000
 # record group in one piece took about 100 MiB more in the mining process).
 MINING_CHUNK_ROWS = 16_384
-_TEMPLATER: LogTemplater | None = None  # the worker process's miners
 
 
-def leave_with_server(server_pid: int) -> None:
-    """Worker initializer: exit once the server is gone (killed -9) instead of lingering.
+def _start_templater(config: LogTemplaterConfig, rows: list[TemplateRow]) -> Handler:
+    """In the worker: the miners, restored from the store's templates, and what answers calls."""
+    templater = LogTemplater(config)
+    templater.restore(rows)
 
-    A pool worker never notices its server die: it holds its own queue's write end, and the
-    forkserver, holding on while workers live, keeps running too.
-    """
-    server = psutil.Process(server_pid)
+    def answer(
+        header: str, data: bytes
+    ) -> tuple[tuple[list[TemplateRow], TemplaterStats], bytes | None]:
+        if header == "stats":
+            return ([], templater.stats()), None
+        table = table_from_ipc(data)
+        mined = templater.mine(table)
+        ids = table_to_ipc(pa.table({"template_id": mined.template_ids}))
+        touched = mined.touched
+        del table, mined
+        # The allocator keeps freed pages; hand them back so the server's memory stays bounded.
+        pa.default_memory_pool().release_unused()
+        return (touched, templater.stats()), ids
 
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            try:
-                gone = not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
-            except psutil.Error:
-                gone = True
-            if gone:
-                os._exit(0)
-
-    threading.Thread(target=watch, name="steth-mining-watch", daemon=True).start()
-
-
-def worker_pool(
-    workers: int, initializer: Callable[..., None], initargs: tuple[object, ...]
-) -> ProcessPoolExecutor:
-    """A pool of `workers` processes whose pipes take a chunk of records in one write."""
-    # forkserver: the server has threads by the time a worker may be replaced.
-    pool = ProcessPoolExecutor(
-        workers,
-        mp_context=multiprocessing.get_context("forkserver"),
-        initializer=initializer,
-        initargs=initargs,
-    )
-    # The executor keeps its two pipes private: where they are not found (another Python),
-    # the pool works as it is, with more hand-offs.
-    for queue in ("_call_queue", "_result_queue"):
-        reader = getattr(getattr(pool, queue, None), "_reader", None)
-        if reader is None:
-            log.debug("the pool's %s keeps its default pipe size", queue)
-        else:
-            widen_pipe(reader)
-    return pool
-
-
-def _start_templater(server_pid: int, config: LogTemplaterConfig, rows: list[TemplateRow]) -> None:
-    """Worker initializer: the miners, restored from the store's templates."""
-    global _TEMPLATER
-    leave_with_server(server_pid)
-    _TEMPLATER = LogTemplater(config)
-    _TEMPLATER.restore(rows)
-
-
-def _stats_in_worker() -> TemplaterStats:
-    assert _TEMPLATER is not None
-    return _TEMPLATER.stats()
-
-
-def _mine_in_worker(data: bytes) -> tuple[bytes, list[TemplateRow], TemplaterStats]:
-    assert _TEMPLATER is not None
-    table = table_from_ipc(data)
-    mined = _TEMPLATER.mine(table)
-    columns = pa.table({"template_id": mined.template_ids})
-    answer = table_to_ipc(columns), mined.touched, _TEMPLATER.stats()
-    del table, mined, columns
-    # The allocator keeps freed pages; hand them back so the server's memory stays bounded.
-    pa.default_memory_pool().release_unused()
     return answer
 
 
@@ -141,13 +87,13 @@ class MiningProcess:
         self._config = config
         self._persisted = persisted  # the store's templates, to restart from
         self._stats = TemplaterStats()
-        self._pool = self._new_pool()
+        self._worker = self._new_worker()
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        pool = worker_pool(1, _start_templater, (os.getpid(), self._config, self._persisted()))
+    def _new_worker(self) -> PipeWorker:
+        worker = PipeWorker("steth-mining", _start_templater, (self._config, self._persisted()))
         # Start it now (and learn what was restored) rather than on the first records.
-        self._stats = pool.submit(_stats_in_worker).result()
-        return pool
+        (_, self._stats), _ = worker.call("stats")
+        return worker
 
     def annotate(
         self, batches: Sequence[SignalBatch]
@@ -169,24 +115,23 @@ class MiningProcess:
         return with_templates(batches, combined, mined), mined.touched
 
     def _mine(self, chunk: pa.Table) -> tuple[pa.Table, list[TemplateRow]]:
-        pool = self._pool
         try:
-            data, touched, stats = pool.submit(_mine_in_worker, table_to_ipc(chunk)).result()
-        except BrokenProcessPool:
-            self._restart(pool)
+            (touched, self._stats), data = self._worker.call("mine", table_to_ipc(chunk))
+        except WorkerLost:
+            self._restart()
             raise
-        self._stats = stats
+        assert data is not None
         return table_from_ipc(data), touched
 
     def stats(self) -> TemplaterStats:
         """The counts the worker reported with its last answer."""
         return self._stats
 
-    def _restart(self, broken: ProcessPoolExecutor) -> None:
+    def _restart(self) -> None:
         log.warning("the log mining process died; restarting it from the stored templates")
-        broken.shutdown(wait=False, cancel_futures=True)
-        self._pool = self._new_pool()  # only the miner thread mines: no one else restarts
+        self._worker.stop()
+        self._worker = self._new_worker()  # only the miner thread mines: no one else restarts
 
     def close(self) -> None:
         """Stop the worker process."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._worker.stop()

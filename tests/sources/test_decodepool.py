@@ -1,9 +1,8 @@
 """Decode workers: each request's own answer, whatever the concurrency; bad bodies refused;
-workers that die replaced; the pipes take a whole batch at once; workers stop with the pool."""
+workers that die replaced; workers stop with the pool."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import threading
@@ -15,7 +14,7 @@ import pytest
 from conftest import good_spans, traces_request
 
 from stethoscope.errors import Overloaded, Rejected
-from stethoscope.sources.otlp.decodepool import PIPE_BYTES, DecodePool
+from stethoscope.sources.otlp.decodepool import DecodePool
 
 PROTOBUF = "application/x-protobuf"
 LIMIT = 20 << 20
@@ -98,14 +97,6 @@ def test_a_worker_killed_under_a_request_is_answered_retry_then_replaced(
     assert isinstance(error, Overloaded) and error.retry_after >= 1
     assert _services(pool, _body("after")) == ["after"] * 3
     assert worker.pid not in [process.pid for process in _workers(pool)]
-
-
-@pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="pipe sizes are Linux's")
-def test_the_pipes_take_a_whole_batch(pool: DecodePool) -> None:
-    _services(pool, _body("pipes"))
-    [worker] = pool._idle
-    for connection in (worker._requests, worker._answers):
-        assert fcntl.fcntl(connection.fileno(), fcntl.F_GETPIPE_SZ) >= PIPE_BYTES
 
 
 def test_closing_the_pool_stops_its_workers() -> None:

@@ -1,0 +1,75 @@
+"""A worker process over pipes of its own: answers with their bytes, a failing call that
+leaves the worker working, pipes that take a whole batch at once, and a worker that leaves
+when its caller's end closes."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from stethoscope.sources.pipeworker import (
+    PIPE_BYTES,
+    Handler,
+    PipeWorker,
+    WorkerFailed,
+    WorkerLost,
+)
+
+
+def _reverse(header: str, payload: bytes) -> tuple[tuple[str, int], bytes | None]:
+    if header == "fail":
+        raise ValueError("asked to fail")
+    if header == "exit":
+        os._exit(3)
+    return (header.upper(), os.getpid()), payload[::-1] if payload else None
+
+
+def _reverser() -> Handler:
+    return _reverse
+
+
+@pytest.fixture
+def worker() -> Iterator[PipeWorker]:
+    started = PipeWorker("steth-test-worker", _reverser)
+    yield started
+    started.stop()
+
+
+def test_a_call_is_answered_with_its_bytes(worker: PipeWorker) -> None:
+    payload = os.urandom(3 * PIPE_BYTES)  # larger than a pipe holds
+    (text, pid), data = worker.call("abc", payload)
+    assert (text, pid) == ("ABC", worker.pid) and pid != os.getpid()
+    assert data == payload[::-1]
+    assert worker.call("empty") == (("EMPTY", pid), None)
+
+
+def test_a_failing_call_raises_and_the_worker_goes_on(worker: PipeWorker) -> None:
+    with pytest.raises(WorkerFailed, match="ValueError: asked to fail"):
+        worker.call("fail")
+    assert worker.call("again", b"xy")[1] == b"yx"
+
+
+def test_a_worker_that_dies_under_a_call_is_lost(worker: PipeWorker) -> None:
+    with pytest.raises(WorkerLost):
+        worker.call("exit")
+    with pytest.raises(WorkerLost):
+        worker.call("after")
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="pipe sizes are Linux's")
+def test_the_pipes_take_a_whole_batch(worker: PipeWorker) -> None:
+    for connection in (worker._calls, worker._answers):
+        assert fcntl.fcntl(connection.fileno(), fcntl.F_GETPIPE_SZ) >= PIPE_BYTES
+
+
+def test_the_worker_leaves_when_its_caller_closes_the_pipes() -> None:
+    started = PipeWorker("steth-test-worker", _reverser)
+    started.call("warm")
+    process = psutil.Process(started.pid)
+    started._calls.close()  # as the kernel does for a caller killed -9
+    process.wait(timeout=10)
+    started.stop()
