@@ -1336,8 +1336,9 @@ def compile_package() -> None:
     """Write the measured package's bytecode, as `pip install` does for an installed steth.
 
     Where PYTHONDONTWRITEBYTECODE is set (as on our machines), a command run from an editable
-    checkout otherwise compiles every module it imports on every run: ~20 ms of CPU of each
-    `steth trace` (81 against 102 ms measured), which no installed steth pays.
+    checkout otherwise compiles every module it imports on every run: 6-21 ms of CPU of each
+    `steth trace` (three paired rounds: 110/80/80 against 89/72/74 ms), which no installed
+    steth pays.
     """
     import compileall
 
