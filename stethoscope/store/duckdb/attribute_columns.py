@@ -28,12 +28,22 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-__all__ = ["PREFIX", "column", "common_keys", "keys_for", "literal", "rebuilt", "split_batches"]
+__all__ = [
+    "PREFIX",
+    "SPLIT_TYPE",
+    "column",
+    "common_keys",
+    "keys_for",
+    "literal",
+    "rebuilt",
+    "split_batches",
+]
 
 PREFIX = "attributes."
 MIN_SHARE = 1 / 64
 MAX_KEYS = 64  # codes fit 8 bits with "not split" (see _split)
 BATCH_ROWS = 16_384
+SPLIT_TYPE = "STRUCT(type UTINYINT, value VARCHAR)"  # a split key's column in SQL (_value_type)
 
 
 def common_keys(rows: pa.Table) -> list[str]:

@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from stethoscope.store.base import Window
-from stethoscope.store.duckdb.queries import SPAN_ERROR
-from stethoscope.store.duckdb.queries import attribute_sql as _attr
+from stethoscope.store.duckdb.attribute_sql import AttributeSql
 
 if TYPE_CHECKING:
     import duckdb
@@ -25,18 +24,22 @@ __all__ = ["address_book", "peer_profile"]
 CLIENT_KINDS = (3, 4)  # OTLP SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER
 
 
-# server.address may already hold host:port (some instrumentations put it there on servers).
-_PEER = f"""
-    coalesce(
-        CASE WHEN {_attr("server.port")} IS NOT NULL
-             THEN split_part({_attr("server.address")}, ':', 1) || ':' || {_attr("server.port")}
-        END,
-        {_attr("server.address")},
-        {_attr("db.system")} || ':' || coalesce({_attr("db.name")}, {_attr("db.namespace")}, ''),
-        {_attr("messaging.system")} || ':' || {_attr("messaging.destination.name")},
-        name
-    )
-"""
+def _peer(attributes: AttributeSql) -> str:
+    """SQL naming the peer a client span called."""
+    value = attributes.value
+    # server.address may already hold host:port (some instrumentations put it there on servers)
+    return f"""
+        coalesce(
+            CASE WHEN {value("server.port")} IS NOT NULL
+                 THEN split_part({value("server.address")}, ':', 1) || ':' || {value("server.port")}
+            END,
+            {value("server.address")},
+            {value("db.system")} || ':'
+                || coalesce({value("db.name")}, {value("db.namespace")}, ''),
+            {value("messaging.system")} || ':' || {value("messaging.destination.name")},
+            name
+        )
+    """
 
 
 def peer_profile(cursor: duckdb.DuckDBPyConnection, window: Window, bucket_ns: int) -> pa.Table:
@@ -47,11 +50,12 @@ def peer_profile(cursor: duckdb.DuckDBPyConnection, window: Window, bucket_ns: i
     """
     if window.since_ns is None or window.until_ns is None:
         raise ValueError("profiles need a closed window")
+    attributes = AttributeSql.of(cursor, "spans")
     sql = f"""
         WITH calls AS (
             SELECT resource_id, service, trace_hi, trace_lo, span_id, start_ns, duration_ns,
-                   coalesce({SPAN_ERROR}, false) AS error, {_PEER} AS peer,
-                   {_attr("server.port")} AS port
+                   coalesce({attributes.span_error()}, false) AS error,
+                   {_peer(attributes)} AS peer, {attributes.value("server.port")} AS port
             FROM spans
             WHERE start_ns >= $since AND start_ns < $until AND kind IN {CLIENT_KINDS}
         ),
@@ -86,16 +90,18 @@ def address_book(cursor: duckdb.DuckDBPyConnection, window: Window) -> pa.Table:
     """(port, service, instance) of every listening port seen in the window."""
     if window.since_ns is None or window.until_ns is None:
         raise ValueError("the address book needs a closed window")
+    point = AttributeSql(None, "p")  # metric points keep every attribute in their list
+    span = AttributeSql.of(cursor, "spans", "s")
     sql = f"""
         SELECT DISTINCT port, service, instance FROM (
-            SELECT {_attr("network.local.port", "p")} AS port, p.service,
+            SELECT {point.value("network.local.port")} AS port, p.service,
                    coalesce(r.instance, '') AS instance
             FROM metric_points p LEFT JOIN resources r USING (resource_id)
             WHERE p.name = 'process.tcp.connections'
               AND p.time_ns >= $since AND p.time_ns < $until
-              AND {_attr("network.connection.direction", "p")} = 'listen'
+              AND {point.value("network.connection.direction")} = 'listen'
             UNION ALL
-            SELECT {_attr("server.port", "s")} AS port, s.service,
+            SELECT {span.value("server.port")} AS port, s.service,
                    coalesce(r.instance, '') AS instance
             FROM spans s LEFT JOIN resources r USING (resource_id)
             WHERE s.kind = 2 AND s.start_ns >= $since AND s.start_ns < $until

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from stethoscope.store.base import Window
-from stethoscope.store.duckdb.queries import SPAN_ERROR, attribute_sql, restore_attributes
+from stethoscope.store.duckdb.attribute_sql import AttributeSql
+from stethoscope.store.duckdb.queries import restore_attributes
 
 if TYPE_CHECKING:
     import duckdb
@@ -37,24 +38,27 @@ def _bounds(window: Window) -> tuple[int, int]:
     return window.since_ns, window.until_ns
 
 
-_SPANS_IN_WINDOW = f"""
-    in_window AS (
-        SELECT resource_id, service, trace_hi, trace_lo, span_id, parent_span_id, name, kind,
-               start_ns, duration_ns, coalesce({SPAN_ERROR}, false) AS error
-        FROM spans WHERE start_ns >= $since AND start_ns < $until
-    ),
-    w AS (
-        SELECT in_window.* EXCLUDE (resource_id), coalesce(r.instance, '') AS instance
-        FROM in_window LEFT JOIN resources r USING (resource_id)
-    )
-"""
+def _spans_in_window(cursor: duckdb.DuckDBPyConnection) -> str:
+    """The `in_window` and `w` (with instances) subqueries over the window's spans."""
+    error = AttributeSql.of(cursor, "spans").span_error()
+    return f"""
+        in_window AS (
+            SELECT resource_id, service, trace_hi, trace_lo, span_id, parent_span_id, name,
+                   kind, start_ns, duration_ns, coalesce({error}, false) AS error
+            FROM spans WHERE start_ns >= $since AND start_ns < $until
+        ),
+        w AS (
+            SELECT in_window.* EXCLUDE (resource_id), coalesce(r.instance, '') AS instance
+            FROM in_window LEFT JOIN resources r USING (resource_id)
+        )
+    """
 
 
 def span_profile(cursor: duckdb.DuckDBPyConnection, window: Window, bucket_ns: int) -> pa.Table:
     """Per (service, instance, operation, bucket): spans, errors, duration and self-time stats."""
     since, until = _bounds(window)
     sql = f"""
-        WITH {_SPANS_IN_WINDOW},
+        WITH {_spans_in_window(cursor)},
         kids AS (
             SELECT c.trace_hi, c.trace_lo, c.parent_span_id AS span_id,
                    sum(c.duration_ns) AS child_ns, bool_or(c.service <> p.service) AS remote
@@ -105,7 +109,7 @@ def edge_profile(cursor: duckdb.DuckDBPyConnection, window: Window, bucket_ns: i
     """
     since, until = _bounds(window)
     sql = f"""
-        WITH {_SPANS_IN_WINDOW},
+        WITH {_spans_in_window(cursor)},
         stats AS (
             SELECT p.service AS caller, p.instance AS caller_instance,
                    c.service AS callee, c.instance AS callee_instance,
@@ -145,7 +149,7 @@ def call_profile(cursor: duckdb.DuckDBPyConnection, window: Window, bucket_ns: i
     """
     since, until = _bounds(window)
     sql = f"""
-        WITH {_SPANS_IN_WINDOW},
+        WITH {_spans_in_window(cursor)},
         requests AS (
             SELECT trace_hi, trace_lo, span_id, service, name AS operation,
                    ((start_ns - $since) // $bucket)::BIGINT AS bucket
@@ -246,7 +250,7 @@ def event_history(
     sql = f"""
         WITH picked AS (
             SELECT resource_id, service, event_name, time_ns, severity_number, body, attributes,
-                   coalesce({attribute_sql("url.full")}, '') AS url
+                   coalesce({AttributeSql.of(cursor, "logs").value("url.full")}, '') AS url
             FROM logs
             WHERE time_ns >= ? AND time_ns < ? AND event_name IN ({placeholders})
         ),

@@ -18,6 +18,7 @@ import duckdb
 from stethoscope.model.codes import MetricType, ValueType
 from stethoscope.model.ids import id_prefix_ranges, parse_trace_id, span_hex, trace_hex
 from stethoscope.store.base import LogQuery, MetricQuery, TraceQuery, Window
+from stethoscope.store.duckdb.attribute_sql import AttributeSql
 from stethoscope.store.duckdb.clock import trace_clock_offsets
 
 __all__ = [
@@ -47,24 +48,6 @@ STATUS_CODES = {0: "unset", 1: "ok", 2: "error"}
 SEVERITY_NAMES = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 METRIC_TYPES = {kind.value: kind.name.lower() for kind in MetricType}
 TEMPORALITIES = {1: "delta", 2: "cumulative"}
-
-# A span is an error when its status says so or when it answered an HTTP 5xx. The status
-# values are picked out first and cast as one short list: a cast inside the per-attribute
-# condition runs on every attribute and costs ~2.5 times more on a full scan.
-HTTP_ERROR = (
-    "list_max(TRY_CAST([a.value FOR a IN attributes"
-    " IF a.key IN ('http.response.status_code', 'http.status_code')] AS DOUBLE[])) >= 500"
-)
-SPAN_ERROR = f"(status_code = 2 OR {HTTP_ERROR})"
-
-
-def attribute_sql(key: str, table: str = "") -> str:
-    """SQL for the text value of one attribute of a row (NULL when absent); `key` is ours."""
-    column = f"{table}.attributes" if table else "attributes"
-    return f"[a.value FOR a IN {column} IF a.key = '{key}'][1]"
-
-
-HAS_ATTRIBUTE = "len([1 FOR a IN attributes IF a.key = ? AND a.value = ?]) > 0"
 
 
 class Where:
@@ -142,15 +125,16 @@ def _number(value: float | None) -> float | str | None:
 # -- services ---------------------------------------------------------------------------------
 
 
-def _services_sql(window: Window) -> tuple[str, list[Any]]:
+def _services_sql(window: Window, span_attributes: AttributeSql) -> tuple[str, list[Any]]:
     """Per (service, instance) counts over spans, logs and metric points in the window."""
+    error = span_attributes.span_error()
     spans = Where().window("start_ns", window)
     logs_ = Where().window("time_ns", window)
     points = Where().window("time_ns", window)
     sql = f"""
         WITH seen AS (
             SELECT service, resource_id, min(start_ns) AS first_ns, max(start_ns) AS last_ns,
-                   count(*) AS spans, count(*) FILTER (WHERE {SPAN_ERROR}) AS error_spans
+                   count(*) AS spans, count(*) FILTER (WHERE {error}) AS error_spans
             FROM spans WHERE {spans.sql()} GROUP BY service, resource_id
             UNION ALL BY NAME
             SELECT service, resource_id, min(time_ns) AS first_ns, max(time_ns) AS last_ns,
@@ -194,7 +178,7 @@ def _add_instance(service: dict[str, Any], row: dict[str, Any]) -> None:
 def services(cursor: duckdb.DuckDBPyConnection, window: Window) -> list[dict[str, Any]]:
     """Every service seen in the window, by name, with its instances and counts."""
     found: dict[str, dict[str, Any]] = {}
-    for row in _rows(cursor, *_services_sql(window)):
+    for row in _rows(cursor, *_services_sql(window, AttributeSql.of(cursor, "spans"))):
         name = row["service"]
         if name not in found:
             found[name] = {"service": name, "instances": []}
@@ -207,7 +191,7 @@ def services(cursor: duckdb.DuckDBPyConnection, window: Window) -> list[dict[str
 # -- traces -----------------------------------------------------------------------------------
 
 
-def _span_filter(query: TraceQuery) -> Where:
+def _span_filter(query: TraceQuery, attributes: AttributeSql) -> Where:
     """The conditions one span must meet, all together, for its trace to match."""
     where = Where().window("start_ns", query.window)
     if query.service is not None:
@@ -219,7 +203,8 @@ def _span_filter(query: TraceQuery) -> Where:
     if query.min_duration_ns is not None:
         where.add("duration_ns >= ?", query.min_duration_ns)
     for key, value in query.attributes:
-        where.add(HAS_ATTRIBUTE, key, value)
+        condition, params = attributes.has(key, value)
+        where.add(condition, *params)
     return where
 
 
@@ -282,7 +267,8 @@ def traces(cursor: duckdb.DuckDBPyConnection, query: TraceQuery) -> list[dict[st
     """
     if query.limit <= 0:
         return []
-    picked = _pick_traces(cursor, _span_filter(query), query.limit)
+    where = _span_filter(query, AttributeSql.of(cursor, "spans"))
+    picked = _pick_traces(cursor, where, query.limit)
     if not picked:
         return []
     his, los = [hi for hi, _ in picked], [lo for _, lo in picked]

@@ -56,12 +56,14 @@ import duckdb
 from stethoscope.errors import DataError
 from stethoscope.store.duckdb.attribute_columns import (
     PREFIX,
+    SPLIT_TYPE,
     column,
     keys_for,
     literal,
     rebuilt,
     split_batches,
 )
+from stethoscope.store.duckdb.attribute_sql import UNSPLIT
 from stethoscope.store.durable import fsync_path
 
 if TYPE_CHECKING:
@@ -88,23 +90,38 @@ SEGMENTS_DDL = """
 
 def view_ddl(con: duckdb.DuckDBPyConnection, view: str, files: dict[str, tuple[str, ...]]) -> str:
     """The `view` over its rows table and its segment `files` (relative paths), each with the
-    attribute keys it split out (attribute_columns.py)."""
+    attribute keys it split out (attribute_columns.py).
+
+    Besides the table's columns (`attributes` rebuilt whole), the view shows each split key's
+    column (null on rows from a file that did not split it, and on the table's) and the entries
+    left in the list, `UNSPLIT`: what `AttributeSql` reads a key from.
+    """
     table = ROW_TABLES[view]
     # The table's column list on every side: a union by position of two `*` would silently
     # pair different columns if their orders ever parted.
     names = [f'"{name}"' for name, _ in _columns(con, table)]
-    parts = [f"SELECT {', '.join(names)} FROM {table}"]
+    every_key = sorted({key for keys in files.values() for key in keys})
+
+    def select(keys: tuple[str, ...], source: str) -> str:
+        own = set(keys)
+        listed = [
+            f"{rebuilt(keys)} AS {name}" if name == '"attributes"' else name for name in names
+        ]
+        split = [
+            column(key) if key in own else f"NULL::{SPLIT_TYPE} AS {column(key)}"
+            for key in every_key
+        ]
+        return f"SELECT {', '.join([*listed, *split, f'attributes AS {UNSPLIT}'])} FROM {source}"
+
+    parts = [select((), table)]
     # One read_parquet a set of split keys: reading files of different columns together
     # (union_by_name) made a trace lookup among 10M spans take 62 ms instead of 38.
     by_keys: dict[tuple[str, ...], list[str]] = {}
     for name, keys in files.items():
         by_keys.setdefault(keys, []).append(name)
     for keys, group in by_keys.items():
-        sealed = ", ".join(
-            f"{rebuilt(keys)} AS {name}" if name == '"attributes"' else name for name in names
-        )
         listed = ", ".join(literal(name) for name in group)
-        parts.append(f"SELECT {sealed} FROM read_parquet([{listed}])")
+        parts.append(select(keys, f"read_parquet([{listed}])"))
     return f"CREATE OR REPLACE VIEW {view} AS " + " UNION ALL ".join(parts)
 
 
@@ -124,6 +141,10 @@ class Segments:
         numbers = [_number(name) for names in self._files.values() for name in names]
         self._next = 1 + max(numbers, default=0)
         self._unlink_later: list[Path] = []
+        # A store sealed by an older steth has views without the split keys' columns.
+        for view, names in self._files.items():
+            if names:
+                con.execute(view_ddl(con, view, self._view_files(view, self._files)))
 
     @staticmethod
     def _listed(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
