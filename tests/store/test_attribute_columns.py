@@ -1,5 +1,5 @@
-"""Common attribute keys in columns of their own, in a segment or in the spans table: every span
-reads back with the attributes it was sent, whichever keys were split out where."""
+"""Common attribute keys in columns of their own in a segment: every span reads back with the
+attributes it was sent, whichever keys its segment split out."""
 
 from __future__ import annotations
 
@@ -22,11 +22,9 @@ from stethoscope.store.duckdb.attribute_columns import (
     MAX_KEYS,
     common_keys,
     keys_for,
-    new_table_keys,
     rebuilt,
     split_batches,
 )
-from stethoscope.store.duckdb.attribute_sql import table_keys
 from stethoscope.store.duckdb.store import DuckDBStore
 
 SEGMENT = 100
@@ -182,53 +180,3 @@ def test_a_segment_splits_its_keys_and_those_of_the_one_before_while_at_most_64(
     assert keys_for(rows("b", "c"), ("a", "b")) == ("a", "b", "c")
     many = tuple(f"k{n:02d}" for n in range(MAX_KEYS))
     assert keys_for(rows("b", "c"), many) == ("b", "c")  # too many together: a new set
-
-
-def test_a_table_store_splits_common_keys_as_they_come_and_every_span_reads_back_as_sent(
-    tmp_path: Path,
-) -> None:
-    now = time.time_ns()
-    writes = [spans(0, 30, start_ns=now), spans(30, 200, start_ns=now)]
-    writes += [spans(230, 100, other, start_ns=now), spans(330, 70, lambda n: [], start_ns=now)]
-    whole = DuckDBStore(tmp_path / "whole")  # 10 spans a write: no key is split out
-    for batch in writes:
-        for start in range(0, batch.tables["spans"].num_rows, 10):
-            part = SignalBatch(batch.signal, {"spans": batch.tables["spans"].slice(start, 10)})
-            whole.write([part])
-    expected = attributes_by_span(whole, range(1, 101))
-    assert table_keys(whole.cursor(), "span_rows") == ()
-    whole.close()
-    store = DuckDBStore(tmp_path / "table")
-    store.write([writes[0]])
-    assert table_keys(store.cursor(), "span_rows") == ()  # 30 spans: too few to split
-    store.write([writes[1]])
-    keys = table_keys(store.cursor(), "span_rows")
-    assert "http.route" in keys and "app.blob" in keys
-    assert "db.system.name" not in keys and "rare.key" not in keys  # on 50 and 1 of 200
-    store.write(writes[2:])
-    assert table_keys(store.cursor(), "span_rows") == tuple(sorted((*keys, "peer.service")))
-    assert attributes_by_span(store, range(1, 101)) == expected
-    assert expected[f"{8:016x}"]["app.request_id"] == "again"
-    assert expected[f"{231:016x}"] == {"peer.service": "p0", "http.route": 230}
-    store.close()
-    shutil.copytree(tmp_path / "table", tmp_path / "copy")
-    reader = DuckDBStore(tmp_path / "copy", read_only=True)
-    assert attributes_by_span(reader, range(1, 101)) == expected
-    reader.close()
-    compact = DuckDBStore(tmp_path / "table", segment_rows=SEGMENT)  # seals the split table
-    compact.write([spans(400, 4, lambda n: [], start_ns=now)])
-    assert len(list((tmp_path / "table" / "segments").iterdir())) == 1
-    assert attributes_by_span(compact, range(1, 101)) == expected
-    compact.close()
-
-
-def test_a_table_store_gives_at_most_64_keys_columns_of_their_own() -> None:
-    def rows(count: int, *keys: str) -> pa.Table:
-        lists = [[{"key": key, "type": 1, "value": "v"} for key in keys]] * count
-        return pa.table({"attributes": pa.array(lists, ATTRIBUTES)})
-
-    many = [f"k{n:02d}" for n in range(MAX_KEYS + 6)]
-    assert new_table_keys(rows(100, *many), ()) == many[:MAX_KEYS]
-    assert new_table_keys(rows(100, "a", "k01"), many[:MAX_KEYS]) == []
-    assert new_table_keys(rows(100, "a", "k01"), many[:3]) == ["a"]
-    assert new_table_keys(rows(63, "a"), ()) == []  # common, but on too few rows

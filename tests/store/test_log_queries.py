@@ -266,13 +266,13 @@ def test_a_version_1_store_reads_without_migrating(tmp_path: Path) -> None:
 def test_a_writer_migrates_a_version_1_store(tmp_path: Path) -> None:
     make_store_of_version(tmp_path, 1)
     store = DuckDBStore(tmp_path)
-    assert store.schema_version == 4
+    assert store.schema_version == 3
     write(store, "old", [(0, "migrated store took 5s", None, None)])
     records = store.logs(LogQuery(service="old"))
     assert [r["template_id"] is None for r in records] == [True, True, False]
     assert [t["template"] for t in store.templates(TemplateQuery())] == ["migrated store took <*>"]
     store.close()
-    assert stored_version(tmp_path) == 4
+    assert stored_version(tmp_path) == 3
     reopened = DuckDBStore(tmp_path, read_only=True)
     assert len(reopened.logs(LogQuery())) == 3
     reopened.close()

@@ -239,7 +239,7 @@ def test_a_version_2_store_reads_as_it_is_and_a_writer_migrates_it(tmp_path: Pat
     reader.close()
 
     store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
-    assert store.schema_version == 4
+    assert store.schema_version == 3
     assert span_ids(store) == list(range(1, 9))
     store.write([spans(8, 100)])
     assert span_ids(store) == list(range(1, 109))

@@ -35,7 +35,6 @@ __all__ = [
     "common_keys",
     "keys_for",
     "literal",
-    "new_table_keys",
     "rebuilt",
     "split_batches",
 ]
@@ -44,12 +43,11 @@ PREFIX = "attributes."
 MIN_SHARE = 1 / 64
 MAX_KEYS = 64  # codes fit 8 bits with "not split" (see _split)
 BATCH_ROWS = 16_384
-TABLE_MIN_ROWS = 64  # see new_table_keys
 SPLIT_TYPE = "STRUCT(type UTINYINT, value VARCHAR)"  # a split key's column in SQL (_value_type)
 
 
-def common_keys(rows: pa.Table, min_rows: int = 0) -> list[str]:
-    """The attribute keys to split out of `rows` (on at least `min_rows` of them), sorted."""
+def common_keys(rows: pa.Table) -> list[str]:
+    """The attribute keys to split out of `rows`, sorted."""
     import pyarrow.compute as pc
 
     counts: Counter[str] = Counter()
@@ -57,7 +55,7 @@ def common_keys(rows: pa.Table, min_rows: int = 0) -> list[str]:
         found = pc.value_counts(chunk.flatten().field("key"))
         names, numbers = found.field("values").to_pylist(), found.field("counts").to_pylist()
         counts.update(dict(zip(names, numbers, strict=True)))
-    wanted = max(MIN_SHARE * rows.num_rows, min_rows)
+    wanted = MIN_SHARE * rows.num_rows
     return sorted(key for key, count in counts.most_common(MAX_KEYS) if count >= wanted)
 
 
@@ -71,17 +69,6 @@ def keys_for(rows: pa.Table, previous: tuple[str, ...]) -> tuple[str, ...]:
     common = common_keys(rows)
     joined = set(common) | set(previous)
     return tuple(sorted(joined if len(joined) <= MAX_KEYS else common))
-
-
-def new_table_keys(rows: pa.Table, have: Sequence[str]) -> list[str]:
-    """The keys of `rows` a rows table that split `have` gives columns of their own, sorted.
-
-    A rows table is written in small batches too: a key must be common in `rows` and on at
-    least TABLE_MIN_ROWS of them, so that a few rows do not give each of their keys a column
-    for good (a table's columns are never dropped). At most MAX_KEYS in all.
-    """
-    new = [key for key in common_keys(rows, TABLE_MIN_ROWS) if key not in set(have)]
-    return new[: max(0, MAX_KEYS - len(have))]
 
 
 def split_batches(rows: pa.Table, keys: Sequence[str]) -> pa.RecordBatchReader:

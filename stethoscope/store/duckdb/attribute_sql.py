@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from stethoscope.store.duckdb.attribute_columns import PREFIX, column, literal, rebuilt
+from stethoscope.store.duckdb.attribute_columns import PREFIX, column, literal
 
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["HTTP_STATUS_KEYS", "UNSPLIT", "AttributeSql", "table_keys", "whole_rows_sql"]
+__all__ = ["HTTP_STATUS_KEYS", "UNSPLIT", "AttributeSql"]
 
 UNSPLIT = "unsplit_attributes"
 # An HTTP answer's status code, under its current and its older semantic-convention name.
@@ -94,24 +94,3 @@ class AttributeSql:
     def span_error(self) -> str:
         """A condition: the span is an error, by its status or by an HTTP 5xx answer."""
         return f"({self._prefix}status_code = 2 OR {self.http_error()})"
-
-
-def table_keys(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str, ...]:
-    """The attribute keys a rows table holds in columns of their own, sorted (none for a
-    view: its `attributes` is whole already)."""
-    found = con.execute(
-        """SELECT column_name FROM duckdb_columns()
-           WHERE table_oid IN (SELECT table_oid FROM duckdb_tables() WHERE table_name = ?)
-             AND starts_with(column_name, ?)""",
-        [table, PREFIX],
-    ).fetchall()
-    return tuple(sorted(row[0][len(PREFIX) :] for row in found))
-
-
-def whole_rows_sql(con: duckdb.DuckDBPyConnection, table: str) -> str:
-    """SQL for a table's (or view's) rows with every attribute in their list, split keys' too."""
-    keys = table_keys(con, table)
-    if not keys:
-        return f"SELECT * FROM {table}"
-    split = ", ".join(column(key) for key in keys)
-    return f"SELECT * EXCLUDE ({split}) REPLACE ({rebuilt(keys)} AS attributes) FROM {table}"

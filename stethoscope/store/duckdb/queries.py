@@ -18,7 +18,7 @@ import duckdb
 from stethoscope.model.codes import MetricType, ValueType
 from stethoscope.model.ids import id_prefix_ranges, parse_trace_id, span_hex, trace_hex
 from stethoscope.store.base import LogQuery, MetricQuery, TraceQuery, Window
-from stethoscope.store.duckdb.attribute_sql import AttributeSql, whole_rows_sql
+from stethoscope.store.duckdb.attribute_sql import AttributeSql
 from stethoscope.store.duckdb.clock import trace_clock_offsets
 
 __all__ = [
@@ -353,7 +353,7 @@ def trace(
                s.name, s.kind, s.start_ns, s.duration_ns, s.status_code, s.status_message,
                s.attributes, s.events, s.links, r.attributes AS resource,
                sc.name AS scope_name, sc.version AS scope_version
-        FROM ({whole_rows_sql(cursor, source)} WHERE {where.sql()}) s
+        FROM (SELECT * FROM {source} WHERE {where.sql()}) s
         LEFT JOIN resources r USING (resource_id)
         LEFT JOIN scopes sc USING (scope_id)
         ORDER BY s.start_ns, s.span_id

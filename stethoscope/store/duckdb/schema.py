@@ -3,9 +3,7 @@
 Versions: 1 is the first store; 2 adds `logs.template_id` and `logs.template_params` (appended,
 so that migrated and new tables share one column order) and the `templates` table; 3 keeps
 spans and log records in Parquet segments and the `span_rows` and `log_rows` tables, read
-through the `spans` and `logs` views (segments.py); 4 gives the `span_rows` table columns of
-its own for common attribute keys, which an older steth would not read back (its trace lookup
-read that table's `attributes` alone). A writer migrates an older store when it
+through the `spans` and `logs` views (segments.py). A writer migrates an older store when it
 opens it; a read-only open leaves it as it is and the queries fill in what it lacks (see
 `DuckDBStore.schema_version`).
 """
@@ -19,7 +17,7 @@ from stethoscope.store.duckdb.segments import ROW_TABLES, SEGMENTS_DDL
 
 __all__ = ["SCHEMA_VERSION", "create_schema", "read_schema_version"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 3
 
 META_DDL = "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL)"
 
@@ -51,7 +49,6 @@ _MIGRATIONS = {
         SEGMENTS_DDL,
         *(f"CREATE VIEW {view} AS SELECT * FROM {table}" for view, table in ROW_TABLES.items()),
     ),
-    3: (),  # the columns come with the first write that splits keys out (segments.py)
 }
 
 

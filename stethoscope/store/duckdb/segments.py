@@ -63,20 +63,13 @@ from stethoscope.store.duckdb.attribute_columns import (
     rebuilt,
     split_batches,
 )
-from stethoscope.store.duckdb.attribute_sql import UNSPLIT, table_keys, whole_rows_sql
+from stethoscope.store.duckdb.attribute_sql import UNSPLIT
 from stethoscope.store.durable import fsync_path
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = [
-    "ROW_TABLES",
-    "SEGMENTS_DDL",
-    "SEGMENT_DIR",
-    "TIME_COLUMNS",
-    "Segments",
-    "view_ddl",
-]
+__all__ = ["ROW_TABLES", "SEGMENTS_DDL", "SEGMENT_DIR", "TIME_COLUMNS", "Segments", "view_ddl"]
 
 SEGMENT_DIR = "segments"
 # Each sealed view, with the table of its rows not sealed yet and the time retention goes by.
@@ -107,8 +100,7 @@ def view_ddl(con: duckdb.DuckDBPyConnection, view: str, files: dict[str, tuple[s
     # The table's column list on every side: a union by position of two `*` would silently
     # pair different columns if their orders ever parted.
     names = [f'"{name}"' for name, _ in _columns(con, table)]
-    own_keys = table_keys(con, table)
-    every_key = sorted({*own_keys, *(key for keys in files.values() for key in keys)})
+    every_key = sorted({key for keys in files.values() for key in keys})
 
     def select(keys: tuple[str, ...], source: str) -> str:
         own = set(keys)
@@ -121,7 +113,7 @@ def view_ddl(con: duckdb.DuckDBPyConnection, view: str, files: dict[str, tuple[s
         ]
         return f"SELECT {', '.join([*listed, *split, f'attributes AS {UNSPLIT}'])} FROM {source}"
 
-    parts = [select(own_keys, table)]
+    parts = [select((), table)]
     # One read_parquet a set of split keys: reading files of different columns together
     # (union_by_name) made a trace lookup among 10M spans take 62 ms instead of 38.
     by_keys: dict[tuple[str, ...], list[str]] = {}
@@ -134,9 +126,8 @@ def view_ddl(con: duckdb.DuckDBPyConnection, view: str, files: dict[str, tuple[s
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
-    """(name, type) of the table's columns but its split keys' (`table_keys`), in order."""
-    found = con.execute(f"DESCRIBE {table}").fetchall()
-    return [(row[0], row[1]) for row in found if not row[0].startswith(PREFIX)]
+    """(name, type) of the table's columns, in order."""
+    return [(row[0], row[1]) for row in con.execute(f"DESCRIBE {table}").fetchall()]
 
 
 class Segments:
@@ -210,7 +201,7 @@ class Segments:
         table = ROW_TABLES[view]
         sealing_table = rows is None
         if rows is None:
-            rows = con.sql(whole_rows_sql(con, table)).to_arrow_table()
+            rows = con.sql(f"SELECT * FROM {table}").to_arrow_table()
         listed = self._files[view]
         keys = keys_for(rows, self._keys[listed[-1]] if listed else ())
         # The table's columns in its order, so that every file unions with it, then the split
@@ -242,14 +233,6 @@ class Segments:
             con.execute(f"DELETE FROM {table}")
         self._files[view].append(name)
         self._keys[name] = keys
-        con.execute(view_ddl(con, view, self._view_files(view, self._files)))
-
-    def split_in_table(self, con: duckdb.DuckDBPyConnection, view: str, keys: list[str]) -> None:
-        """Give the view's rows table a column for each of `keys` (attribute_columns.py) and
-        renew the view, in the caller's open transaction."""
-        table = ROW_TABLES[view]
-        for key in keys:
-            con.execute(f"ALTER TABLE {table} ADD COLUMN {column(key)} {SPLIT_TYPE}")
         con.execute(view_ddl(con, view, self._view_files(view, self._files)))
 
     def _view_files(self, view: str, files: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:

@@ -20,8 +20,6 @@ from stethoscope.store.base import (
     Window,
 )
 from stethoscope.store.duckdb import clock, log_queries, peers, profiles, queries
-from stethoscope.store.duckdb.attribute_columns import new_table_keys, split_batches
-from stethoscope.store.duckdb.attribute_sql import table_keys
 from stethoscope.store.duckdb.rowgroups import Plan, RowGroups
 from stethoscope.store.duckdb.schema import (
     SCHEMA_VERSION,
@@ -228,7 +226,7 @@ class DuckDBStore:
             raise DataError("a read-only store cannot be written")
         table = ROW_TABLES[view]
         if not self._segment_rows:
-            self._insert_rows(segments, view, rows)
+            self._con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM rows")
             return
         whole = rows.num_rows - rows.num_rows % self._segment_rows
         # One segment a row group: cheaper to write (segments.py).
@@ -242,26 +240,6 @@ class DuckDBStore:
         [(found,)] = self._con.execute(f"SELECT count(*) FROM {table}").fetchall()
         if found >= self._segment_rows:
             segments.seal(self._con, view, None)
-
-    def _insert_rows(self, segments: Segments, view: str, rows: pa.Table) -> None:
-        """Insert into the view's rows table, spans with their common keys split out.
-
-        Why spans: in a table, as in a segment, one column a common key took less disk and
-        less CPU to insert (attribute_columns.py). Log records were left whole: split, one
-        row group of the benchmark's took 70.5 B a record against 72.6 and 2.31 us a record
-        to insert against 1.95 (their few attributes vary little).
-        """
-        table = ROW_TABLES[view]
-        if view != "spans":
-            self._con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM rows")
-            return
-        keys = table_keys(self._con, table)
-        new = new_table_keys(rows, keys)
-        if new:
-            segments.split_in_table(self._con, view, new)
-            keys = tuple(sorted((*keys, *new)))
-        split = split_batches(rows, keys) if keys else rows  # noqa: F841 - read by DuckDB
-        self._con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM split")
 
     def _row_tables(self, cursor: duckdb.DuckDBPyConnection) -> dict[str, str]:
         """The views (spans, logs) whose rows all sit in a DuckDB table, by that table, as
