@@ -22,7 +22,7 @@ from stethoscope.store.duckdb.attribute_columns import PREFIX, column, literal
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["HTTP_STATUS_KEYS", "UNSPLIT", "AttributeSql"]
+__all__ = ["UNSPLIT", "AttributeSql"]
 
 UNSPLIT = "unsplit_attributes"
 # An HTTP answer's status code, under its current and its older semantic-convention name.
