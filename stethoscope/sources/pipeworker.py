@@ -44,17 +44,17 @@ class WorkerFailed(Exception):
     """The handler raised in the worker (a bug): the call fails, the worker goes on."""
 
 
-def widen_pipe(connection: Connection) -> None:
-    """Let the pipe under `connection` take PIPE_BYTES at once, where the system allows it."""
+def widen_pipe(fd: int) -> None:
+    """Let the pipe `fd` is an end of take PIPE_BYTES at once, where the system allows it."""
     # Where it may not (no F_SETPIPE_SZ outside Linux, the user's pipe memory used up), the pipe
     # works as it is, with more hand-offs.
     set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
     if set_size is None:
         return
     try:
-        fcntl.fcntl(connection.fileno(), set_size, PIPE_BYTES)
+        fcntl.fcntl(fd, set_size, PIPE_BYTES)
     except OSError as error:
-        log.debug("a worker's pipe keeps its default size: %s", error)
+        log.debug("a pipe keeps its default size: %s", error)
 
 
 def _serve(
@@ -100,8 +100,8 @@ class PipeWorker:
         context = multiprocessing.get_context("forkserver")
         their_calls, self._calls = context.Pipe(duplex=False)
         self._answers, their_answers = context.Pipe(duplex=False)
-        widen_pipe(their_calls)
-        widen_pipe(self._answers)
+        widen_pipe(their_calls.fileno())
+        widen_pipe(self._answers.fileno())
         self.process = context.Process(
             target=_serve,
             args=(their_calls, their_answers, make_handler, arguments),

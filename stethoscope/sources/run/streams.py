@@ -18,7 +18,6 @@ records.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import threading
@@ -29,14 +28,13 @@ from typing import Any
 
 from stethoscope.logs.lines import parse_line
 from stethoscope.logs.multiline import MultilineJoiner
+from stethoscope.sources.pipeworker import widen_pipe
 from stethoscope.sources.records import SEVERITY, log_record
 from stethoscope.sources.shipper import Channel
 
 __all__ = ["LineParser", "StreamPump"]
 
 _READ_BYTES = 64 * 1024
-# A larger pipe lets the child keep writing while the pump waits its turn for the interpreter.
-_PIPE_BYTES = 1 << 20
 _DEFAULT_LEVEL = {"stdout": "INFO", "stderr": "WARN"}
 # The first line of an unlevelled crash report.
 _CRASH = re.compile(
@@ -226,10 +224,8 @@ class StreamPump:
         self._tail = b""
         self._target_open = True
         self._thread = threading.Thread(target=self._run, name=f"steth-run-{stream}", daemon=True)
-        set_pipe_size = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
-        if set_pipe_size is not None:
-            with contextlib.suppress(OSError):  # capped by fs.pipe-max-size for most users
-                fcntl.fcntl(source_fd, set_pipe_size, _PIPE_BYTES)
+        # A larger pipe lets the child keep writing while the pump waits for the interpreter.
+        widen_pipe(source_fd)
 
     def start(self) -> StreamPump:
         """Start draining the pipe."""
