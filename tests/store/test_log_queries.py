@@ -19,6 +19,7 @@ from stethoscope.server.templating import LogTemplater
 from stethoscope.sources.otlp.decode import decode_logs
 from stethoscope.sources.records import key_values, log_record
 from stethoscope.store.base import EventQuery, LogQuery, TemplateQuery, Window
+from stethoscope.store.duckdb.schema import SCHEMA_VERSION
 from stethoscope.store.duckdb.store import DuckDBStore
 
 T0 = 1_700_000_000_000_000_000
@@ -266,13 +267,13 @@ def test_a_version_1_store_reads_without_migrating(tmp_path: Path) -> None:
 def test_a_writer_migrates_a_version_1_store(tmp_path: Path) -> None:
     make_store_of_version(tmp_path, 1)
     store = DuckDBStore(tmp_path)
-    assert store.schema_version == 3
+    assert store.schema_version == SCHEMA_VERSION
     write(store, "old", [(0, "migrated store took 5s", None, None)])
     records = store.logs(LogQuery(service="old"))
     assert [r["template_id"] is None for r in records] == [True, True, False]
     assert [t["template"] for t in store.templates(TemplateQuery())] == ["migrated store took <*>"]
     store.close()
-    assert stored_version(tmp_path) == 3
+    assert stored_version(tmp_path) == SCHEMA_VERSION
     reopened = DuckDBStore(tmp_path, read_only=True)
     assert len(reopened.logs(LogQuery())) == 3
     reopened.close()

@@ -20,7 +20,7 @@ from stethoscope.model.batch import SignalBatch
 from stethoscope.model.schema import TABLES
 from stethoscope.sources.otlp.decode import decode_logs, decode_traces
 from stethoscope.store.base import LogQuery, TemplateRow, TraceQuery
-from stethoscope.store.duckdb.schema import TEMPLATES_DDL
+from stethoscope.store.duckdb.schema import SCHEMA_VERSION, TEMPLATES_DDL
 from stethoscope.store.duckdb.store import DuckDBStore
 
 SEGMENT = 100  # rows a segment takes at once in these tests (the store's default: 122,880)
@@ -65,6 +65,28 @@ def records(first: int, count: int, *, start_ns: int = 0) -> SignalBatch:
     batch = decode_logs(request)
     batch.tables["logs"] = batch.tables["logs"].drop_columns([MASKED_COLUMN])
     return batch
+
+
+def traced_spans(ids: list[tuple[int, int]]) -> SignalBatch:
+    """A span for each (trace id, span id)."""
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    resource_spans.resource.attributes.add(key="service.name", value=AnyValue(string_value="seg"))
+    scope_spans = resource_spans.scope_spans.add()
+    start = time.time_ns()
+    for trace_id, span_id in ids:
+        span = scope_spans.spans.add()
+        span.trace_id = trace_id.to_bytes(16, "big")
+        span.span_id = span_id.to_bytes(8, "big")
+        span.name = "op"
+        span.start_time_unix_nano = start + span_id
+        span.end_time_unix_nano = start + span_id + 1000
+    return decode_traces(request)
+
+
+def indexed_files(store: DuckDBStore) -> list[str]:
+    found = store.cursor().execute("SELECT DISTINCT file FROM segment_traces ORDER BY 1")
+    return [row[0] for row in found.fetchall()]
 
 
 def bodies(store: DuckDBStore) -> list[str]:
@@ -194,6 +216,9 @@ def test_retention_drops_whole_segments_of_old_live_spans_and_keeps_imported_one
     assert span_ids(store) == list(range(101, 301))
     assert bodies(store) == []
     assert "spans-000001.parquet" in segment_files(tmp_path)  # a query may still be opening it
+    assert store.trace(f"{1:032x}") is None
+    kept = ["spans-000002.parquet", "spans-000003.parquet"]
+    assert indexed_files(store) == [f"segments/{name}" for name in kept]
     assert store.prune(older_than_ns=now - 24 * HOUR_NS) == 0
     assert segment_files(tmp_path) == ["spans-000002.parquet", "spans-000003.parquet"]
     store.close()
@@ -214,6 +239,75 @@ def test_a_compact_store_reopened_without_sealing_reads_and_grows(tmp_path: Path
     trace = store.trace(f"{1:032x}")  # its spans and records, all in segments
     assert trace is not None and len(trace["spans"]) == 4 and len(trace["logs"]) == 100
     store.close()
+
+
+# Traces whose ids share their first 32 bits, the trace index's key, and one that does not.
+TRACE_A = 0x1234_5678 << 96 | 1
+TRACE_B = 0x1234_5678 << 96 | 2
+TRACE_C = 0x9ABC_DEF0 << 96 | 1
+
+
+def test_a_trace_is_read_whole_from_the_segments_its_index_names_and_the_table(
+    tmp_path: Path,
+) -> None:
+    filler = [(n // 4 + 1, 1000 + n) for n in range(200)]  # traces of other first bits
+    store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
+    store.write([traced_spans([(TRACE_A, 1), (TRACE_C, 9), *filler[:98]])])
+    store.write([traced_spans([(TRACE_A, 2), (TRACE_B, 3), *filler[98:196]])])
+    store.write([traced_spans([(TRACE_A, 4), (TRACE_B, 5)])])  # in the table, not sealed
+    store.write([records(0, 100)])  # in the trace of span 1 (spans()), sealed
+    assert segment_files(tmp_path) == [
+        "logs-000003.parquet", "spans-000001.parquet", "spans-000002.parquet"
+    ]  # fmt: skip
+    expected = {
+        TRACE_A: ["0000000000000001", "0000000000000002", "0000000000000004"],
+        TRACE_B: ["0000000000000003", "0000000000000005"],
+        TRACE_C: ["0000000000000009"],
+    }
+    for read_only in (False, True):  # the writer, then a reader of the closed store
+        if read_only:
+            store.close()
+            store = DuckDBStore(tmp_path, read_only=True)
+        for trace_id, span_ids_hex in expected.items():
+            trace = store.trace(f"{trace_id:032x}")
+            assert trace is not None
+            assert sorted(s["span_id"] for s in trace["spans"]) == span_ids_hex
+            assert trace["logs"] == []
+        with_logs = store.trace(f"{1:032x}")
+        assert with_logs is not None and len(with_logs["logs"]) == 100
+        assert len(store.logs(LogQuery(trace_id=f"{1:032x}", limit=1000))) == 100
+        assert store.logs(LogQuery(trace_id=f"{TRACE_A:032x}")) == []
+        assert store.trace(f"{TRACE_A + 7:032x}") is None
+    store.close()
+
+
+def test_a_version_3_store_is_read_without_its_trace_index_and_a_writer_builds_it(
+    tmp_path: Path,
+) -> None:
+    store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
+    store.write([traced_spans([(TRACE_A, 1), *((TRACE_C, n) for n in range(2, 101))])])
+    store.write([traced_spans([(TRACE_A, 101), (TRACE_B, 102)]), records(0, 100)])
+    store.close()
+    con = duckdb.connect(str(tmp_path / "steth.duckdb"))  # as steth with version 3 left it
+    con.execute("DROP TABLE segment_traces")
+    con.execute("UPDATE meta SET value = 3 WHERE key = 'schema_version'")
+    con.close()
+
+    def trace_spans(reader: DuckDBStore) -> int:
+        trace = reader.trace(f"{TRACE_A:032x}")
+        return len(trace["spans"]) if trace else 0
+
+    reader = DuckDBStore(tmp_path, read_only=True)
+    assert reader.schema_version == 3 and trace_spans(reader) == 2
+    reader.close()
+    store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
+    assert store.schema_version == SCHEMA_VERSION
+    assert indexed_files(store) == ["segments/logs-000002.parquet", "segments/spans-000001.parquet"]
+    assert trace_spans(store) == 2
+    store.close()
+    reader = DuckDBStore(tmp_path, read_only=True)
+    assert reader.schema_version == SCHEMA_VERSION and trace_spans(reader) == 2
+    reader.close()
 
 
 def make_version_2_store(data: Path) -> None:
@@ -239,7 +333,7 @@ def test_a_version_2_store_reads_as_it_is_and_a_writer_migrates_it(tmp_path: Pat
     reader.close()
 
     store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
-    assert store.schema_version == 3
+    assert store.schema_version == SCHEMA_VERSION
     assert span_ids(store) == list(range(1, 9))
     store.write([spans(8, 100)])
     assert span_ids(store) == list(range(1, 109))

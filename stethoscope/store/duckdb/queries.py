@@ -20,6 +20,7 @@ from stethoscope.model.ids import id_prefix_ranges, parse_trace_id, span_hex, tr
 from stethoscope.store.base import LogQuery, MetricQuery, TraceQuery, Window
 from stethoscope.store.duckdb.attribute_sql import AttributeSql
 from stethoscope.store.duckdb.clock import trace_clock_offsets
+from stethoscope.store.duckdb.segments import rows_sql, trace_files
 
 __all__ = [
     "Where",
@@ -317,20 +318,29 @@ def _span(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _trace_rows(view: str, trace_id_hex: str, row_tables: Mapping[str, str]) -> tuple[str, Where]:
+def _trace_rows(
+    cursor: duckdb.DuckDBPyConnection,
+    view: str,
+    trace_id_hex: str,
+    row_tables: Mapping[str, str],
+    files: Mapping[str, dict[str, tuple[str, ...]]] | None,
+) -> tuple[str, Where]:
     """Where to read the rows of one trace in `view` from, and the filter that finds them.
 
     When all of the view's rows sit in a DuckDB table (`row_tables`), filtering the ids in a
     subquery and fetching by rowid is three times faster (10 ms against 30 ms on 10 million
-    spans) than one scan that decodes attributes alongside the ids. Segments have no rowid.
+    spans) than one scan that decodes attributes alongside the ids. Segments have no rowid;
+    `files`, the segments the trace index named (by view), spares reading the others.
     """
     ids = Where().trace_id(trace_id_hex)
     table = row_tables.get(view)
-    if table is None:
-        return view, ids
-    return table, Where().add(
-        f"rowid IN (SELECT rowid FROM {table} WHERE {ids.sql()})", *ids.params
-    )
+    if table is not None:
+        return table, Where().add(
+            f"rowid IN (SELECT rowid FROM {table} WHERE {ids.sql()})", *ids.params
+        )
+    if files is not None:
+        return f"({rows_sql(cursor, view, files[view])})", ids
+    return view, ids
 
 
 def trace(
@@ -339,15 +349,18 @@ def trace(
     *,
     templated: bool = True,
     row_tables: Mapping[str, str] | None = None,
+    indexed: bool = False,
 ) -> dict[str, Any] | None:
     """Every span of one trace (by start) and its log records; None when neither exists.
 
     Times are as stored. An instance whose spans sit outside their callers' by more than its
     clock can explain gets `clock_offset_ns` (added to its times puts them right) on its spans
     and records, and a line in `clock_corrections`; every other span and record gets 0.
-    `row_tables`: the views (spans, logs) whose rows all sit in a table, by that table.
+    `row_tables`: the views (spans, logs) whose rows all sit in a table, by that table;
+    `indexed`: whether the store keeps the segments' trace index (segments.py).
     """
-    source, where = _trace_rows("spans", trace_id_hex, row_tables or {})
+    files = trace_files(cursor, parse_trace_id(trace_id_hex)[0]) if indexed else None
+    source, where = _trace_rows(cursor, "spans", trace_id_hex, row_tables or {}, files)
     sql = f"""
         SELECT s.span_id, s.parent_span_id, s.service, coalesce(r.instance, '') AS instance,
                s.name, s.kind, s.start_ns, s.duration_ns, s.status_code, s.status_message,
@@ -359,7 +372,7 @@ def trace(
         ORDER BY s.start_ns, s.span_id
     """
     spans = [_span(row) for row in _rows(cursor, sql, where.params)]
-    log_source, log_where = _trace_rows("logs", trace_id_hex, row_tables or {})
+    log_source, log_where = _trace_rows(cursor, "logs", trace_id_hex, row_tables or {}, files)
     records = log_rows(
         cursor,
         log_where,
@@ -508,9 +521,17 @@ def _like_pattern(text: str) -> str:
 
 
 def logs(
-    cursor: duckdb.DuckDBPyConnection, query: LogQuery, *, templated: bool = True
+    cursor: duckdb.DuckDBPyConnection,
+    query: LogQuery,
+    *,
+    templated: bool = True,
+    indexed: bool = False,
 ) -> list[dict[str, Any]]:
-    """Matching log records, oldest first (or the newest first when asked), at most `limit`."""
+    """Matching log records, oldest first (or the newest first when asked), at most `limit`.
+
+    `indexed`: whether the store keeps the segments' trace index (segments.py).
+    """
+    source = "logs"
     where = Where().window("time_ns", query.window)
     if query.text:
         where.add("body ILIKE ? ESCAPE '\\'", _like_pattern(query.text))
@@ -520,8 +541,13 @@ def logs(
         where.add("severity_number >= ?", query.min_severity)
     if query.trace_id is not None:
         where.trace_id(query.trace_id)
+        if indexed:
+            files = trace_files(cursor, parse_trace_id(query.trace_id)[0])
+            source = f"({rows_sql(cursor, 'logs', files['logs'])})"
     order = "DESC" if query.newest_first else "ASC"
-    return log_rows(cursor, where, order=order, limit=query.limit, templated=templated)
+    return log_rows(
+        cursor, where, source=source, order=order, limit=query.limit, templated=templated
+    )
 
 
 # -- metrics ----------------------------------------------------------------------------------

@@ -3,21 +3,29 @@
 Versions: 1 is the first store; 2 adds `logs.template_id` and `logs.template_params` (appended,
 so that migrated and new tables share one column order) and the `templates` table; 3 keeps
 spans and log records in Parquet segments and the `span_rows` and `log_rows` tables, read
-through the `spans` and `logs` views (segments.py). A writer migrates an older store when it
-opens it; a read-only open leaves it as it is and the queries fill in what it lacks (see
-`DuckDBStore.schema_version`).
+through the `spans` and `logs` views (segments.py); 4 adds `segment_traces`, the segments'
+trace index, filled from the segments listed when a writer migrates. A writer migrates an
+older store when it opens it; a read-only open leaves it as it is and the queries fill in what
+it lacks (see `DuckDBStore.schema_version`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import duckdb
 
 from stethoscope.errors import DataError
-from stethoscope.store.duckdb.segments import ROW_TABLES, SEGMENTS_DDL
+from stethoscope.store.duckdb.segments import (
+    ROW_TABLES,
+    SEGMENTS_DDL,
+    TRACE_INDEX_DDL,
+    index_listed_traces,
+)
 
 __all__ = ["SCHEMA_VERSION", "create_schema", "read_schema_version"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 META_DDL = "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value BIGINT NOT NULL)"
 
@@ -38,7 +46,8 @@ TEMPLATES_DDL = """
     )
 """
 
-_MIGRATIONS = {
+# Each step: SQL statements, or functions of the connection for what SQL alone cannot do.
+_MIGRATIONS: dict[int, tuple[str | Callable[[duckdb.DuckDBPyConnection], None], ...]] = {
     1: (
         "ALTER TABLE logs ADD COLUMN template_id UBIGINT",
         "ALTER TABLE logs ADD COLUMN template_params VARCHAR[]",
@@ -49,6 +58,7 @@ _MIGRATIONS = {
         SEGMENTS_DDL,
         *(f"CREATE VIEW {view} AS SELECT * FROM {table}" for view, table in ROW_TABLES.items()),
     ),
+    3: (TRACE_INDEX_DDL, index_listed_traces),
 }
 
 
@@ -90,8 +100,11 @@ def create_schema(con: duckdb.DuckDBPyConnection) -> None:
 def _migrate(con: duckdb.DuckDBPyConnection, version: int) -> None:
     """Bring a store from `version` up to SCHEMA_VERSION, one step at a time."""
     while version < SCHEMA_VERSION:
-        for statement in _MIGRATIONS[version]:
-            con.execute(statement)
+        for step in _MIGRATIONS[version]:
+            if isinstance(step, str):
+                con.execute(step)
+            else:
+                step(con)
         version += 1
 
 
@@ -108,5 +121,6 @@ def _create_missing(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f"CREATE TABLE {table} AS SELECT * FROM empty")
     con.execute(TEMPLATES_DDL)
     con.execute(SEGMENTS_DDL)
+    con.execute(TRACE_INDEX_DDL)
     for view, table in ROW_TABLES.items():
         con.execute(f"CREATE VIEW IF NOT EXISTS {view} AS SELECT * FROM {table}")

@@ -52,6 +52,7 @@ _TIME_COLUMNS = {ROW_TABLES[view]: column for view, column in TIME_COLUMNS.items
 }
 TEMPLATES_SINCE = 2  # the schema version that added log templates
 SEGMENTS_SINCE = 3  # ... that added segments, the spans and logs views and their rows tables
+TRACE_INDEX_SINCE = 4  # ... that added the segments' trace index
 _UPSERT_TEMPLATES = """
     INSERT INTO templates BY NAME SELECT * FROM changed
     ON CONFLICT (service, template_id) DO UPDATE SET
@@ -290,14 +291,23 @@ class DuckDBStore:
     def trace(self, trace_id: str) -> dict[str, Any] | None:
         cursor = self.cursor()
         return queries.trace(
-            cursor, trace_id, templated=self._templated, row_tables=self._row_tables(cursor)
+            cursor,
+            trace_id,
+            templated=self._templated,
+            row_tables=self._row_tables(cursor),
+            indexed=self.schema_version >= TRACE_INDEX_SINCE,
         )
 
     def trace_ids(self, prefix: str) -> list[str]:
         return queries.trace_ids_with_prefix(self.cursor(), prefix)
 
     def logs(self, query: LogQuery) -> list[dict[str, Any]]:
-        return queries.logs(self.cursor(), query, templated=self._templated)
+        return queries.logs(
+            self.cursor(),
+            query,
+            templated=self._templated,
+            indexed=self.schema_version >= TRACE_INDEX_SINCE,
+        )
 
     def metrics(self, query: MetricQuery) -> dict[str, Any]:
         return queries.metrics(self.cursor(), query)
