@@ -359,8 +359,10 @@ def trace(
     `row_tables`: the views (spans, logs) whose rows all sit in a table, by that table;
     `indexed`: whether the store keeps the segments' trace index (segments.py).
     """
-    files = trace_files(cursor, parse_trace_id(trace_id_hex)[0]) if indexed else None
-    source, where = _trace_rows(cursor, "spans", trace_id_hex, row_tables or {}, files)
+    row_tables = row_tables or {}
+    sealed = indexed and any(view not in row_tables for view in ("spans", "logs"))
+    files = trace_files(cursor, parse_trace_id(trace_id_hex)[0]) if sealed else None
+    source, where = _trace_rows(cursor, "spans", trace_id_hex, row_tables, files)
     sql = f"""
         SELECT s.span_id, s.parent_span_id, s.service, coalesce(r.instance, '') AS instance,
                s.name, s.kind, s.start_ns, s.duration_ns, s.status_code, s.status_message,
@@ -372,7 +374,7 @@ def trace(
         ORDER BY s.start_ns, s.span_id
     """
     spans = [_span(row) for row in _rows(cursor, sql, where.params)]
-    log_source, log_where = _trace_rows(cursor, "logs", trace_id_hex, row_tables or {}, files)
+    log_source, log_where = _trace_rows(cursor, "logs", trace_id_hex, row_tables, files)
     records = log_rows(
         cursor,
         log_where,
