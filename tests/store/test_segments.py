@@ -252,8 +252,9 @@ def test_a_trace_is_read_whole_from_the_segments_its_index_names_and_the_table(
 ) -> None:
     filler = [(n // 4 + 1, 1000 + n) for n in range(200)]  # traces of other first bits
     store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
-    store.write([traced_spans([(TRACE_A, 1), (TRACE_C, 9), *filler[:98]])])
-    store.write([traced_spans([(TRACE_A, 2), (TRACE_B, 3), *filler[98:196]])])
+    store.write([traced_spans([(TRACE_C, 9), *filler[:99]])])
+    store.write([traced_spans([(TRACE_A, 1), (TRACE_A, 2), (TRACE_B, 3), (TRACE_C, 10)])])
+    store.write([traced_spans(filler[99:195])])  # with the four above: sealed
     store.write([traced_spans([(TRACE_A, 4), (TRACE_B, 5)])])  # in the table, not sealed
     store.write([records(0, 100)])  # in the trace of span 1 (spans()), sealed
     assert segment_files(tmp_path) == [
@@ -262,7 +263,7 @@ def test_a_trace_is_read_whole_from_the_segments_its_index_names_and_the_table(
     expected = {
         TRACE_A: ["0000000000000001", "0000000000000002", "0000000000000004"],
         TRACE_B: ["0000000000000003", "0000000000000005"],
-        TRACE_C: ["0000000000000009"],
+        TRACE_C: ["0000000000000009", "000000000000000a"],
     }
     for read_only in (False, True):  # the writer, then a reader of the closed store
         if read_only:
@@ -278,6 +279,9 @@ def test_a_trace_is_read_whole_from_the_segments_its_index_names_and_the_table(
         assert len(store.logs(LogQuery(trace_id=f"{1:032x}", limit=1000))) == 100
         assert store.logs(LogQuery(trace_id=f"{TRACE_A:032x}")) == []
         assert store.trace(f"{TRACE_A + 7:032x}") is None
+        summaries = {t["trace_id"]: t for t in store.traces(TraceQuery(limit=1000))}
+        for trace_id, span_ids_hex in expected.items():
+            assert summaries[f"{trace_id:032x}"]["span_count"] == len(span_ids_hex)
     store.close()
 
 

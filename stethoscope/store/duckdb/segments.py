@@ -48,6 +48,7 @@ data directory reads anywhere.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -160,13 +161,14 @@ def rows_sql(con: duckdb.DuckDBPyConnection, view: str, files: dict[str, tuple[s
 
 
 def trace_files(
-    con: duckdb.DuckDBPyConnection, trace_hi: int
+    con: duckdb.DuckDBPyConnection, trace_his: Sequence[int]
 ) -> dict[str, dict[str, tuple[str, ...]]]:
-    """The segment files that may hold rows of the trace, by view, each with its split keys."""
+    """The segment files that may hold rows of the traces (by the high halves of their ids),
+    by view, each with its split keys."""
     found = con.execute(
-        "SELECT view_name, file FROM segments WHERE file IN "
-        "(SELECT file FROM segment_traces WHERE trace_key = ?) ORDER BY file",
-        [trace_hi >> 32],
+        "SELECT view_name, file FROM segments WHERE file IN (SELECT file FROM segment_traces "
+        "WHERE list_contains(?::UINTEGER[], trace_key)) ORDER BY file",
+        [sorted({trace_hi >> 32 for trace_hi in trace_his})],
     ).fetchall()
     files: dict[str, list[str]] = {view: [] for view in ROW_TABLES}
     for view, name in found:

@@ -286,7 +286,11 @@ class DuckDBStore:
         return log_queries.add_instance_states(cursor, queries.services(cursor, window), window)
 
     def traces(self, query: TraceQuery) -> list[dict[str, Any]]:
-        return queries.traces(self.cursor(), query)
+        cursor = self.cursor()
+        sealed = "spans" not in self._row_tables(cursor)
+        return queries.traces(
+            cursor, query, indexed=sealed and self.schema_version >= TRACE_INDEX_SINCE
+        )
 
     def trace(self, trace_id: str) -> dict[str, Any] | None:
         cursor = self.cursor()
