@@ -102,12 +102,14 @@ SEGMENTS_DDL = """
 # Which segment files hold rows of which traces, by the first 32 bits of the trace id: a trace
 # lookup reads the files named here instead of asking every file's bloom filters (~0.26 ms a
 # file, 21 of a lookup's 54 ms among 80 files of 10M spans, and growing with the store). With
-# it, on the benchmark's 10M compact store (one full run each, back to back): 43.6 ms
-# in-process against 57.6, 121 through a running server against 154; indexing a segment takes
-# ~6 ms (0.05 us a span), its rows ~0.3 B a span. 32 bits: ~4 B a row; an unrelated trace
-# sharing them (at 10M traces, one lookup in ~400) only adds a file to read, since the lookup
-# filters the full id. What is left is decoding the matching row group (~30 ms): DuckDB's
-# writer makes one page a column chunk, which a filter cannot skip.
+# it, on the benchmark's 10M compact store (two full runs each, alternated): 42.1-43.6 ms
+# in-process against 57.6-61.9, 106-121 through a running server against 149-154. Indexing a
+# segment takes ~6 ms, 0.05 us a span (the writer alone, 2M spans in 20,480-span writes, five
+# alternated pairs: 5.3-6.0 us a span with it, 5.5-6.2 without); its rows take 0.35 B a span
+# (~10,000 traces a segment) and ~2.3 B a log record (about one trace each). 32 bits: ~4 B a
+# row; an unrelated trace sharing them (at 10M traces, one lookup in ~400) only adds a file to
+# read, since the lookup filters the full id. What is left is decoding the matching row group
+# (~30 ms): DuckDB's writer makes one page a column chunk, which a filter cannot skip.
 TRACE_INDEX_DDL = """
     CREATE TABLE IF NOT EXISTS segment_traces (
         trace_key UINTEGER NOT NULL,
