@@ -539,7 +539,7 @@ def logs(
 ) -> list[dict[str, Any]]:
     """Matching log records, oldest first (or the newest first when asked), at most `limit`.
 
-    `indexed`: whether the store keeps the segments' trace index (segments.py).
+    `indexed`: whether log records sit in segments the trace index covers (segments.py).
     """
     source = "logs"
     where = Where().window("time_ns", query.window)

@@ -175,7 +175,7 @@ def trace_files(
     files: dict[str, list[str]] = {view: [] for view in ROW_TABLES}
     for view, name in found:
         files[view].append(name)
-    keys = split_keys(con, files)
+    keys = _split_keys(con, files)
     return {view: {name: keys[name] for name in names} for view, names in files.items()}
 
 
@@ -194,7 +194,7 @@ def _index_traces(con: duckdb.DuckDBPyConnection, name: str) -> None:
     )
 
 
-def split_keys(
+def _split_keys(
     con: duckdb.DuckDBPyConnection, files: dict[str, list[str]]
 ) -> dict[str, tuple[str, ...]]:
     """The attribute keys each of `files` split out, read from the files' schemas."""
@@ -228,7 +228,7 @@ class Segments:
     def __init__(self, data_dir: Path, con: duckdb.DuckDBPyConnection) -> None:
         self._dir = data_dir / SEGMENT_DIR
         self._files = self._listed(con)
-        self._keys = split_keys(con, self._files)  # by file
+        self._keys = _split_keys(con, self._files)  # by file
         numbers = [_number(name) for names in self._files.values() for name in names]
         self._next = 1 + max(numbers, default=0)
         self._unlink_later: list[Path] = []
@@ -311,7 +311,7 @@ class Segments:
     def rolled_back(self, con: duckdb.DuckDBPyConnection) -> None:
         """Forget segments a rolled-back transaction listed; their files become orphans."""
         self._files = self._listed(con)
-        self._keys = split_keys(con, self._files)
+        self._keys = _split_keys(con, self._files)
         self.remove_orphans()
 
     def prune(self, con: duckdb.DuckDBPyConnection, older_than_ns: int) -> int:

@@ -306,11 +306,13 @@ class DuckDBStore:
         return queries.trace_ids_with_prefix(self.cursor(), prefix)
 
     def logs(self, query: LogQuery) -> list[dict[str, Any]]:
+        cursor = self.cursor()
+        sealed = "logs" not in self._row_tables(cursor)
         return queries.logs(
-            self.cursor(),
+            cursor,
             query,
             templated=self._templated,
-            indexed=self.schema_version >= TRACE_INDEX_SINCE,
+            indexed=sealed and self.schema_version >= TRACE_INDEX_SINCE,
         )
 
     def metrics(self, query: MetricQuery) -> dict[str, Any]:
