@@ -279,6 +279,9 @@ def test_a_trace_is_read_whole_from_the_segments_its_index_names_and_the_table(
         assert len(store.logs(LogQuery(trace_id=f"{1:032x}", limit=1000))) == 100
         assert store.logs(LogQuery(trace_id=f"{TRACE_A:032x}")) == []
         assert store.trace(f"{TRACE_A + 7:032x}") is None
+        # The first 8 digits are the index's key, which A and B share.
+        assert store.trace_ids(f"{TRACE_A:032x}"[:8]) == [f"{TRACE_A:032x}", f"{TRACE_B:032x}"]
+        assert store.trace_ids(f"{TRACE_C:032x}"[:12]) == [f"{TRACE_C:032x}"]
         summaries = {t["trace_id"]: t for t in store.traces(TraceQuery(limit=1000))}
         for trace_id, span_ids_hex in expected.items():
             assert summaries[f"{trace_id:032x}"]["span_count"] == len(span_ids_hex)

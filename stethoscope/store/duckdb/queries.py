@@ -20,7 +20,7 @@ from stethoscope.model.ids import id_prefix_ranges, parse_trace_id, span_hex, tr
 from stethoscope.store.base import LogQuery, MetricQuery, TraceQuery, Window
 from stethoscope.store.duckdb.attribute_sql import AttributeSql
 from stethoscope.store.duckdb.clock import trace_clock_offsets
-from stethoscope.store.duckdb.segments import rows_sql, trace_files
+from stethoscope.store.duckdb.segments import rows_sql, trace_files, trace_range_files
 
 __all__ = [
     "Where",
@@ -410,19 +410,22 @@ def trace(
 
 
 def trace_ids_with_prefix(
-    cursor: duckdb.DuckDBPyConnection, prefix: str, *, limit: int = 5
+    cursor: duckdb.DuckDBPyConnection, prefix: str, *, limit: int = 5, indexed: bool = False
 ) -> list[str]:
     """Full ids of traces (with spans or logs) whose hex id starts with `prefix`, at most `limit`.
 
-    A prefix is a range of the high (then low) half, so the scan compares integers only.
+    A prefix is a range of the high (then low) half, so the scan compares integers only; with
+    the trace index (`indexed`) it reads the segments the index names for that range (a
+    prefix of 8+ digits, as log lines print, is one key: 10M compact spans, 50-80 ms -> 14-20).
     """
     where = Where()
-    for column, (start, end) in zip(
-        ("trace_hi", "trace_lo"), id_prefix_ranges(prefix), strict=True
-    ):
+    ranges = id_prefix_ranges(prefix)
+    for column, (start, end) in zip(("trace_hi", "trace_lo"), ranges, strict=True):
         where.add(f"{column} BETWEEN ? AND ?", start, end)
+    files = trace_range_files(cursor, *ranges[0]) if indexed else None
     found: set[str] = set()
-    for table in ("spans", "logs"):
+    for view in ("spans", "logs"):
+        table = view if files is None else f"({rows_sql(cursor, view, files[view])})"
         sql = f"SELECT DISTINCT trace_hi, trace_lo FROM {table} WHERE {where.sql()} LIMIT ?"
         rows = cursor.execute(sql, [*where.params, limit]).fetchall()
         found.update(trace_hex(hi, lo) for hi, lo in rows if hi or lo)

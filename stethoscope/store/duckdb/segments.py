@@ -80,6 +80,7 @@ __all__ = [
     "index_listed_traces",
     "rows_sql",
     "trace_files",
+    "trace_range_files",
     "view_ddl",
 ]
 
@@ -167,10 +168,26 @@ def trace_files(
 ) -> dict[str, dict[str, tuple[str, ...]]]:
     """The segment files that may hold rows of the traces (by the high halves of their ids),
     by view, each with its split keys."""
+    keys = sorted({trace_hi >> 32 for trace_hi in trace_his})
+    return _indexed_files(con, "list_contains(?::UINTEGER[], trace_key)", [keys])
+
+
+def trace_range_files(
+    con: duckdb.DuckDBPyConnection, first_hi: int, last_hi: int
+) -> dict[str, dict[str, tuple[str, ...]]]:
+    """The segment files that may hold rows of traces whose ids' high halves lie between
+    `first_hi` and `last_hi`, as `trace_files` gives them."""
+    return _indexed_files(con, "trace_key BETWEEN ? AND ?", [first_hi >> 32, last_hi >> 32])
+
+
+def _indexed_files(
+    con: duckdb.DuckDBPyConnection, keys_sql: str, params: list[object]
+) -> dict[str, dict[str, tuple[str, ...]]]:
+    """`trace_files` for the index rows whose keys meet `keys_sql`."""
     found = con.execute(
-        "SELECT view_name, file FROM segments WHERE file IN (SELECT file FROM segment_traces "
-        "WHERE list_contains(?::UINTEGER[], trace_key)) ORDER BY file",
-        [sorted({trace_hi >> 32 for trace_hi in trace_his})],
+        "SELECT view_name, file FROM segments WHERE file IN "
+        f"(SELECT file FROM segment_traces WHERE {keys_sql}) ORDER BY file",
+        params,
     ).fetchall()
     files: dict[str, list[str]] = {view: [] for view in ROW_TABLES}
     for view, name in found:

@@ -303,7 +303,11 @@ class DuckDBStore:
         )
 
     def trace_ids(self, prefix: str) -> list[str]:
-        return queries.trace_ids_with_prefix(self.cursor(), prefix)
+        cursor = self.cursor()
+        sealed = len(self._row_tables(cursor)) < len(ROW_TABLES)
+        return queries.trace_ids_with_prefix(
+            cursor, prefix, indexed=sealed and self.schema_version >= TRACE_INDEX_SINCE
+        )
 
     def logs(self, query: LogQuery) -> list[dict[str, Any]]:
         cursor = self.cursor()
