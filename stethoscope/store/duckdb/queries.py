@@ -365,11 +365,10 @@ def trace(
     clock can explain gets `clock_offset_ns` (added to its times puts them right) on its spans
     and records, and a line in `clock_corrections`; every other span and record gets 0.
     `row_tables`: the views (spans, logs) whose rows all sit in a table, by that table;
-    `indexed`: whether the store keeps the segments' trace index (segments.py).
+    `indexed`: whether rows of either sit in segments the trace index covers (segments.py).
     """
     row_tables = row_tables or {}
-    sealed = indexed and any(view not in row_tables for view in ("spans", "logs"))
-    files = trace_files(cursor, [parse_trace_id(trace_id_hex)[0]]) if sealed else None
+    files = trace_files(cursor, [parse_trace_id(trace_id_hex)[0]]) if indexed else None
     source, where = _trace_rows(cursor, "spans", trace_id_hex, row_tables, files)
     sql = f"""
         SELECT s.span_id, s.parent_span_id, s.service, coalesce(r.instance, '') AS instance,
@@ -414,8 +413,8 @@ def trace_ids_with_prefix(
 ) -> list[str]:
     """Full ids of traces (with spans or logs) whose hex id starts with `prefix`, at most `limit`.
 
-    A prefix is a range of the high (then low) half, so the scan compares integers only; with
-    the trace index (`indexed`) it reads the segments the index names for that range (a
+    A prefix is a range of the high (then low) half, so the scan compares integers only; where
+    segments hold the rows (`indexed`) it reads those the trace index names for that range (a
     prefix of 8+ digits, as log lines print, is one key: 10M compact spans, 50-80 ms -> 14-20).
     """
     where = Where()
@@ -425,8 +424,8 @@ def trace_ids_with_prefix(
     files = trace_range_files(cursor, *ranges[0]) if indexed else None
     found: set[str] = set()
     for view in ("spans", "logs"):
-        table = view if files is None else f"({rows_sql(cursor, view, files[view])})"
-        sql = f"SELECT DISTINCT trace_hi, trace_lo FROM {table} WHERE {where.sql()} LIMIT ?"
+        source = view if files is None else f"({rows_sql(cursor, view, files[view])})"
+        sql = f"SELECT DISTINCT trace_hi, trace_lo FROM {source} WHERE {where.sql()} LIMIT ?"
         rows = cursor.execute(sql, [*where.params, limit]).fetchall()
         found.update(trace_hex(hi, lo) for hi, lo in rows if hi or lo)
     return sorted(found)[:limit]

@@ -251,6 +251,13 @@ class DuckDBStore:
         sealed = {row[0] for row in found}
         return {view: table for view, table in ROW_TABLES.items() if view not in sealed}
 
+    def _indexed(self, cursor: duckdb.DuckDBPyConnection, views: tuple[str, ...]) -> bool:
+        """Whether rows of any of `views` sit in segments the trace index covers."""
+        if self.schema_version < TRACE_INDEX_SINCE:
+            return False
+        tables = self._row_tables(cursor)
+        return any(view not in tables for view in views)
+
     def _ahead(self) -> dict[str, int]:
         query = "SELECT key[length($1) + 1:], value FROM meta WHERE starts_with(key, $1)"
         return dict(self.cursor().execute(query, [_AHEAD]).fetchall())
@@ -287,10 +294,7 @@ class DuckDBStore:
 
     def traces(self, query: TraceQuery) -> list[dict[str, Any]]:
         cursor = self.cursor()
-        sealed = "spans" not in self._row_tables(cursor)
-        return queries.traces(
-            cursor, query, indexed=sealed and self.schema_version >= TRACE_INDEX_SINCE
-        )
+        return queries.traces(cursor, query, indexed=self._indexed(cursor, ("spans",)))
 
     def trace(self, trace_id: str) -> dict[str, Any] | None:
         cursor = self.cursor()
@@ -299,25 +303,18 @@ class DuckDBStore:
             trace_id,
             templated=self._templated,
             row_tables=self._row_tables(cursor),
-            indexed=self.schema_version >= TRACE_INDEX_SINCE,
+            indexed=self._indexed(cursor, tuple(ROW_TABLES)),
         )
 
     def trace_ids(self, prefix: str) -> list[str]:
         cursor = self.cursor()
-        sealed = len(self._row_tables(cursor)) < len(ROW_TABLES)
-        return queries.trace_ids_with_prefix(
-            cursor, prefix, indexed=sealed and self.schema_version >= TRACE_INDEX_SINCE
-        )
+        indexed = self._indexed(cursor, tuple(ROW_TABLES))
+        return queries.trace_ids_with_prefix(cursor, prefix, indexed=indexed)
 
     def logs(self, query: LogQuery) -> list[dict[str, Any]]:
         cursor = self.cursor()
-        sealed = "logs" not in self._row_tables(cursor)
-        return queries.logs(
-            cursor,
-            query,
-            templated=self._templated,
-            indexed=sealed and self.schema_version >= TRACE_INDEX_SINCE,
-        )
+        indexed = self._indexed(cursor, ("logs",))
+        return queries.logs(cursor, query, templated=self._templated, indexed=indexed)
 
     def metrics(self, query: MetricQuery) -> dict[str, Any]:
         return queries.metrics(self.cursor(), query)
