@@ -78,9 +78,8 @@ __all__ = [
     "TRACE_INDEX_DDL",
     "Segments",
     "index_listed_traces",
-    "rows_sql",
-    "trace_files",
-    "trace_range_files",
+    "trace_range_sources",
+    "trace_sources",
     "view_ddl",
 ]
 
@@ -110,7 +109,8 @@ SEGMENTS_DDL = """
 # (~10,000 traces a segment) and ~2.3 B a log record (about one trace each). 32 bits: ~4 B a
 # row; an unrelated trace sharing them (at 10M traces, one lookup in ~400) only adds a file to
 # read, since the lookup filters the full id. What is left is decoding the matching row group
-# (~30 ms): DuckDB's writer makes one page a column chunk, which a filter cannot skip.
+# (~30 ms): DuckDB's writer caps a page at 100 MB (its source), so a column chunk here is
+# likely one page, which a filter cannot skip (files with pages of 20,000 rows read in 12).
 TRACE_INDEX_DDL = """
     CREATE TABLE IF NOT EXISTS segment_traces (
         trace_key UINTEGER NOT NULL,
@@ -122,11 +122,11 @@ _TRACE_KEY = "(trace_hi >> 32)::UINTEGER"
 
 def view_ddl(con: duckdb.DuckDBPyConnection, view: str, files: dict[str, tuple[str, ...]]) -> str:
     """The `view` over its rows table and its segment `files` (relative paths), each with the
-    attribute keys it split out (attribute_columns.py): `rows_sql` as a view."""
-    return f"CREATE OR REPLACE VIEW {view} AS {rows_sql(con, view, files)}"
+    attribute keys it split out (attribute_columns.py): `_rows_sql` as a view."""
+    return f"CREATE OR REPLACE VIEW {view} AS {_rows_sql(con, view, files)}"
 
 
-def rows_sql(con: duckdb.DuckDBPyConnection, view: str, files: dict[str, tuple[str, ...]]) -> str:
+def _rows_sql(con: duckdb.DuckDBPyConnection, view: str, files: dict[str, tuple[str, ...]]) -> str:
     """A query of the rows of `view` in its rows table and in the segment `files` (relative
     paths, each with the attribute keys it split out).
 
@@ -163,27 +163,25 @@ def rows_sql(con: duckdb.DuckDBPyConnection, view: str, files: dict[str, tuple[s
     return " UNION ALL ".join(parts)
 
 
-def trace_files(
-    con: duckdb.DuckDBPyConnection, trace_his: Sequence[int]
-) -> dict[str, dict[str, tuple[str, ...]]]:
-    """The segment files that may hold rows of the traces (by the high halves of their ids),
-    by view, each with its split keys."""
+def trace_sources(con: duckdb.DuckDBPyConnection, trace_his: Sequence[int]) -> dict[str, str]:
+    """By view, a subquery of the rows of the traces (by the high halves of their ids) may sit
+    in: the rows table and the segments the trace index names."""
     keys = sorted({trace_hi >> 32 for trace_hi in trace_his})
-    return _indexed_files(con, "list_contains(?::UINTEGER[], trace_key)", [keys])
+    return _indexed_sources(con, "list_contains(?::UINTEGER[], trace_key)", [keys])
 
 
-def trace_range_files(
+def trace_range_sources(
     con: duckdb.DuckDBPyConnection, first_hi: int, last_hi: int
-) -> dict[str, dict[str, tuple[str, ...]]]:
-    """The segment files that may hold rows of traces whose ids' high halves lie between
-    `first_hi` and `last_hi`, as `trace_files` gives them."""
-    return _indexed_files(con, "trace_key BETWEEN ? AND ?", [first_hi >> 32, last_hi >> 32])
+) -> dict[str, str]:
+    """`trace_sources` for every trace whose id's high half lies between `first_hi` and
+    `last_hi`."""
+    return _indexed_sources(con, "trace_key BETWEEN ? AND ?", [first_hi >> 32, last_hi >> 32])
 
 
-def _indexed_files(
+def _indexed_sources(
     con: duckdb.DuckDBPyConnection, keys_sql: str, params: list[object]
-) -> dict[str, dict[str, tuple[str, ...]]]:
-    """`trace_files` for the index rows whose keys meet `keys_sql`."""
+) -> dict[str, str]:
+    """`trace_sources` for the index rows whose keys meet `keys_sql`."""
     found = con.execute(
         "SELECT view_name, file FROM segments WHERE file IN "
         f"(SELECT file FROM segment_traces WHERE {keys_sql}) ORDER BY file",
@@ -193,7 +191,10 @@ def _indexed_files(
     for view, name in found:
         files[view].append(name)
     keys = _split_keys(con, files)
-    return {view: {name: keys[name] for name in names} for view, names in files.items()}
+    return {
+        view: f"({_rows_sql(con, view, {name: keys[name] for name in names})})"
+        for view, names in files.items()
+    }
 
 
 def index_listed_traces(con: duckdb.DuckDBPyConnection) -> None:

@@ -251,12 +251,12 @@ class DuckDBStore:
         sealed = {row[0] for row in found}
         return {view: table for view, table in ROW_TABLES.items() if view not in sealed}
 
-    def _indexed(self, cursor: duckdb.DuckDBPyConnection, views: tuple[str, ...]) -> bool:
-        """Whether rows of any of `views` sit in segments the trace index covers."""
+    def _indexed(self, row_tables: dict[str, str], views: tuple[str, ...]) -> bool:
+        """Whether rows of any of `views` sit in segments the trace index covers, with
+        `row_tables` as `_row_tables` gives them."""
         if self.schema_version < TRACE_INDEX_SINCE:
             return False
-        tables = self._row_tables(cursor)
-        return any(view not in tables for view in views)
+        return any(view not in row_tables for view in views)
 
     def _ahead(self) -> dict[str, int]:
         query = "SELECT key[length($1) + 1:], value FROM meta WHERE starts_with(key, $1)"
@@ -294,26 +294,28 @@ class DuckDBStore:
 
     def traces(self, query: TraceQuery) -> list[dict[str, Any]]:
         cursor = self.cursor()
-        return queries.traces(cursor, query, indexed=self._indexed(cursor, ("spans",)))
+        indexed = self._indexed(self._row_tables(cursor), ("spans",))
+        return queries.traces(cursor, query, indexed=indexed)
 
     def trace(self, trace_id: str) -> dict[str, Any] | None:
         cursor = self.cursor()
+        row_tables = self._row_tables(cursor)
         return queries.trace(
             cursor,
             trace_id,
             templated=self._templated,
-            row_tables=self._row_tables(cursor),
-            indexed=self._indexed(cursor, tuple(ROW_TABLES)),
+            row_tables=row_tables,
+            indexed=self._indexed(row_tables, tuple(ROW_TABLES)),
         )
 
     def trace_ids(self, prefix: str) -> list[str]:
         cursor = self.cursor()
-        indexed = self._indexed(cursor, tuple(ROW_TABLES))
+        indexed = self._indexed(self._row_tables(cursor), tuple(ROW_TABLES))
         return queries.trace_ids_with_prefix(cursor, prefix, indexed=indexed)
 
     def logs(self, query: LogQuery) -> list[dict[str, Any]]:
         cursor = self.cursor()
-        indexed = self._indexed(cursor, ("logs",))
+        indexed = self._indexed(self._row_tables(cursor), ("logs",))
         return queries.logs(cursor, query, templated=self._templated, indexed=indexed)
 
     def metrics(self, query: MetricQuery) -> dict[str, Any]:
