@@ -288,6 +288,30 @@ def test_a_trace_is_read_whole_from_the_segments_its_index_names_and_the_table(
     store.close()
 
 
+def test_a_segment_keeps_its_rows_in_small_row_groups_each_with_a_trace_id_bloom_filter(
+    tmp_path: Path,
+) -> None:
+    # DuckDB writes a column chunk as one page: a lookup decodes every column of each row
+    # group the trace ids' bloom filters let through, so the groups must be small (segments.py).
+    count = 60_000
+    store = DuckDBStore(tmp_path, segment_rows=count)
+    store.write([spans(0, count)])
+    [name] = segment_files(tmp_path)
+    groups = store.cursor().execute(
+        "SELECT row_group_id, any_value(row_group_num_rows), "
+        "bool_and(bloom_filter_offset IS NOT NULL) FILTER (WHERE path_in_schema = 'trace_hi') "
+        "FROM parquet_metadata(?) GROUP BY 1 ORDER BY 1",
+        [str(tmp_path / "segments" / name)],
+    )
+    assert groups.fetchall() == [
+        (0, 24_576, True), (1, 24_576, True), (2, 10_848, True)
+    ]  # fmt: skip
+    for number in (0, 30_000, count - 1):  # a trace in each group
+        trace = store.trace(f"{number // 4 + 1:032x}")
+        assert trace is not None and len(trace["spans"]) == 4
+    store.close()
+
+
 def test_a_version_3_store_is_read_without_its_trace_index_and_a_writer_builds_it(
     tmp_path: Path,
 ) -> None:

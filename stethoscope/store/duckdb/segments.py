@@ -99,6 +99,20 @@ SEGMENTS_DDL = """
     )
 """
 
+# How each view's files are written. Row groups of 24,576 rows (five a segment), each with
+# its trace ids' dictionary and bloom filter: DuckDB writes a column chunk as one page, which a
+# filter cannot skip, so a lookup decodes every column of each row group its bloom filters do
+# not rule out. Spans in Parquet version 2 pages: their delta encodings suit random ids, times
+# and hex strings better than plain ones; a log record's body does worse in them. One honest
+# segment (benchmark traffic, no row group repeating a request; rewritten each way,
+# /tmp/s15/honest2.py, 2026-11-27): spans 58.25 B/span and a lookup 30-34 ms (one row group of
+# 122,880, version 1) against 58.02 B/span and 8-13 ms; log records 42.61 B and 33-34 ms against
+# 42.49 and 11 (version 2 would take 47.1). Smaller groups cost bytes (16,384: 58.6 B/span).
+_COPY_OPTIONS = {
+    "spans": "FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION V2, ROW_GROUP_SIZE 24576",
+    "logs": "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 24576",
+}
+
 # Which segment files hold rows of which traces, by the first 32 bits of the trace id: a trace
 # lookup reads the files named here instead of asking every file's bloom filters (~0.26 ms a
 # file, 21 of a lookup's 54 ms among 80 files of 10M spans, and growing with the store). With
@@ -304,7 +318,7 @@ class Segments:
         batches = split_batches(rows, keys)  # noqa: F841 - read by DuckDB
         con.execute(
             f"COPY (SELECT {columns} FROM batches) TO {literal(str(path))} "
-            "(FORMAT parquet, COMPRESSION zstd)"
+            f"({_COPY_OPTIONS[view]})"
         )
         fsync_path(path)
         fsync_path(self._dir)
