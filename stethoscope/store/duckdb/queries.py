@@ -20,7 +20,7 @@ from stethoscope.model.ids import id_prefix_ranges, parse_trace_id, span_hex, tr
 from stethoscope.store.base import LogQuery, MetricQuery, TraceQuery, Window
 from stethoscope.store.duckdb.attribute_sql import AttributeSql
 from stethoscope.store.duckdb.clock import trace_clock_offsets
-from stethoscope.store.duckdb.segments import trace_range_sources, trace_sources
+from stethoscope.store.duckdb.segments import TraceIndex
 
 __all__ = [
     "Where",
@@ -261,13 +261,13 @@ _SUMMARY_SQL = f"""
 
 
 def traces(
-    cursor: duckdb.DuckDBPyConnection, query: TraceQuery, *, indexed: bool = False
+    cursor: duckdb.DuckDBPyConnection, query: TraceQuery, *, index: TraceIndex | None = None
 ) -> list[dict[str, Any]]:
     """The `limit` traces with the newest span matching every filter, newest start first.
 
     Only the picked traces are summarised, over all of their spans (also those outside the
     window or not matching): from the segments the trace index names when spans sit in
-    segments the index covers (`indexed`). On 10M compact spans the summary of 20 traces, in 7
+    segments the index covers (`index`). On 10M compact spans the summary of 20 traces, in 7
     of 80 files, took 40 ms against 56 over every file; the whole search (270-340 ms, most of
     it picking) moved within the noise.
     """
@@ -278,7 +278,7 @@ def traces(
     if not picked:
         return []
     his, los = [hi for hi, _ in picked], [lo for _, lo in picked]
-    source = trace_sources(cursor, his)["spans"] if indexed else "spans"
+    source = index.sources(cursor, his)["spans"] if index else "spans"
     return [
         {
             "trace_id": trace_hex(row.pop("trace_hi"), row.pop("trace_lo")),
@@ -355,7 +355,7 @@ def trace(
     *,
     templated: bool = True,
     row_tables: Mapping[str, str] | None = None,
-    indexed: bool = False,
+    index: TraceIndex | None = None,
 ) -> dict[str, Any] | None:
     """Every span of one trace (by start) and its log records; None when neither exists.
 
@@ -363,10 +363,10 @@ def trace(
     clock can explain gets `clock_offset_ns` (added to its times puts them right) on its spans
     and records, and a line in `clock_corrections`; every other span and record gets 0.
     `row_tables`: the views (spans, logs) whose rows all sit in a table, by that table;
-    `indexed`: whether rows of either sit in segments the trace index covers (segments.py).
+    `index`: given when rows of either sit in segments the trace index covers (segments.py).
     """
     row_tables = row_tables or {}
-    sources = trace_sources(cursor, [parse_trace_id(trace_id_hex)[0]]) if indexed else None
+    sources = index.sources(cursor, [parse_trace_id(trace_id_hex)[0]]) if index else None
     source, where = _trace_rows("spans", trace_id_hex, row_tables, sources)
     sql = f"""
         SELECT s.span_id, s.parent_span_id, s.service, coalesce(r.instance, '') AS instance,
@@ -407,19 +407,23 @@ def trace(
 
 
 def trace_ids_with_prefix(
-    cursor: duckdb.DuckDBPyConnection, prefix: str, *, limit: int = 5, indexed: bool = False
+    cursor: duckdb.DuckDBPyConnection,
+    prefix: str,
+    *,
+    limit: int = 5,
+    index: TraceIndex | None = None,
 ) -> list[str]:
     """Full ids of traces (with spans or logs) whose hex id starts with `prefix`, at most `limit`.
 
     A prefix is a range of the high (then low) half, so the scan compares integers only; where
-    segments hold the rows (`indexed`) it reads those the trace index names for that range (a
+    segments hold the rows (`index`) it reads those the trace index names for that range (a
     prefix of 8+ digits, as log lines print, is one key: 10M compact spans, 50-80 ms -> 14-20).
     """
     where = Where()
     ranges = id_prefix_ranges(prefix)
     for column, (start, end) in zip(("trace_hi", "trace_lo"), ranges, strict=True):
         where.add(f"{column} BETWEEN ? AND ?", start, end)
-    sources = trace_range_sources(cursor, *ranges[0]) if indexed else None
+    sources = index.range_sources(cursor, *ranges[0]) if index else None
     found: set[str] = set()
     for view in ("spans", "logs"):
         source = view if sources is None else sources[view]
@@ -535,11 +539,11 @@ def logs(
     query: LogQuery,
     *,
     templated: bool = True,
-    indexed: bool = False,
+    index: TraceIndex | None = None,
 ) -> list[dict[str, Any]]:
     """Matching log records, oldest first (or the newest first when asked), at most `limit`.
 
-    `indexed`: whether log records sit in segments the trace index covers (segments.py).
+    `index`: given when log records sit in segments the trace index covers (segments.py).
     """
     source = "logs"
     where = Where().window("time_ns", query.window)
@@ -551,8 +555,8 @@ def logs(
         where.add("severity_number >= ?", query.min_severity)
     if query.trace_id is not None:
         where.trace_id(query.trace_id)
-        if indexed:
-            source = trace_sources(cursor, [parse_trace_id(query.trace_id)[0]])["logs"]
+        if index:
+            source = index.sources(cursor, [parse_trace_id(query.trace_id)[0]])["logs"]
     order = "DESC" if query.newest_first else "ASC"
     return log_rows(
         cursor, where, source=source, order=order, limit=query.limit, templated=templated

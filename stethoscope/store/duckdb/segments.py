@@ -77,9 +77,8 @@ __all__ = [
     "TIME_COLUMNS",
     "TRACE_INDEX_DDL",
     "Segments",
+    "TraceIndex",
     "index_listed_traces",
-    "trace_range_sources",
-    "trace_sources",
     "view_ddl",
 ]
 
@@ -137,12 +136,13 @@ _TRACE_KEY = "(trace_hi >> 32)::UINTEGER"
 def view_ddl(con: duckdb.DuckDBPyConnection, view: str, files: dict[str, tuple[str, ...]]) -> str:
     """The `view` over its rows table and its segment `files` (relative paths), each with the
     attribute keys it split out (attribute_columns.py): `_rows_sql` as a view."""
-    return f"CREATE OR REPLACE VIEW {view} AS {_rows_sql(con, view, files)}"
+    columns = [name for name, _ in _columns(con, ROW_TABLES[view])]
+    return f"CREATE OR REPLACE VIEW {view} AS {_rows_sql(columns, view, files)}"
 
 
-def _rows_sql(con: duckdb.DuckDBPyConnection, view: str, files: dict[str, tuple[str, ...]]) -> str:
-    """A query of the rows of `view` in its rows table and in the segment `files` (relative
-    paths, each with the attribute keys it split out).
+def _rows_sql(columns: Sequence[str], view: str, files: dict[str, tuple[str, ...]]) -> str:
+    """A query of the rows of `view` in its rows table (of `columns`, in order) and in the
+    segment `files` (relative paths, each with the attribute keys it split out).
 
     Besides the table's columns (`attributes` rebuilt whole), the view shows each split key's
     column (null on rows from a file that did not split it, and on the table's) and the entries
@@ -151,7 +151,7 @@ def _rows_sql(con: duckdb.DuckDBPyConnection, view: str, files: dict[str, tuple[
     table = ROW_TABLES[view]
     # The table's column list on every side: a union by position of two `*` would silently
     # pair different columns if their orders ever parted.
-    names = [f'"{name}"' for name, _ in _columns(con, table)]
+    names = [f'"{name}"' for name in columns]
     every_key = sorted({key for keys in files.values() for key in keys})
 
     def select(keys: tuple[str, ...], source: str) -> str:
@@ -177,38 +177,57 @@ def _rows_sql(con: duckdb.DuckDBPyConnection, view: str, files: dict[str, tuple[
     return " UNION ALL ".join(parts)
 
 
-def trace_sources(con: duckdb.DuckDBPyConnection, trace_his: Sequence[int]) -> dict[str, str]:
-    """By view, a subquery of the rows of the traces (by the high halves of their ids) may sit
-    in: the rows table and the segments the trace index names."""
-    keys = sorted({trace_hi >> 32 for trace_hi in trace_his})
-    return _indexed_sources(con, "list_contains(?::UINTEGER[], trace_key)", [keys])
+class TraceIndex:
+    """Where a store's traces sit, from its trace index (`segment_traces`): by view, a subquery
+    of the rows table and the segments holding given traces.
 
+    Remembers what cannot change while the store is open: each segment's split keys (a listed
+    file is never rewritten and its name never reused) and the rows tables' columns (changed
+    only by a migration, which a writer runs as it opens the store). Reading them again took
+    ~3 of a trace lookup's ~32 ms on the benchmark's 10M compact store.
+    """
 
-def trace_range_sources(
-    con: duckdb.DuckDBPyConnection, first_hi: int, last_hi: int
-) -> dict[str, str]:
-    """`trace_sources` for every trace whose id's high half lies between `first_hi` and
-    `last_hi`."""
-    return _indexed_sources(con, "trace_key BETWEEN ? AND ?", [first_hi >> 32, last_hi >> 32])
+    def __init__(self) -> None:
+        self._keys: dict[str, tuple[str, ...]] = {}  # by file
+        self._columns: dict[str, list[str]] = {}  # by rows table
 
+    def sources(self, con: duckdb.DuckDBPyConnection, trace_his: Sequence[int]) -> dict[str, str]:
+        """The subqueries for the traces whose ids have these high halves."""
+        keys = sorted({trace_hi >> 32 for trace_hi in trace_his})
+        return self._sources(con, "list_contains(?::UINTEGER[], trace_key)", [keys])
 
-def _indexed_sources(
-    con: duckdb.DuckDBPyConnection, keys_sql: str, params: list[object]
-) -> dict[str, str]:
-    """`trace_sources` for the index rows whose keys meet `keys_sql`."""
-    found = con.execute(
-        "SELECT view_name, file FROM segments WHERE file IN "
-        f"(SELECT file FROM segment_traces WHERE {keys_sql}) ORDER BY file",
-        params,
-    ).fetchall()
-    files: dict[str, list[str]] = {view: [] for view in ROW_TABLES}
-    for view, name in found:
-        files[view].append(name)
-    keys = _split_keys(con, files)
-    return {
-        view: f"({_rows_sql(con, view, {name: keys[name] for name in names})})"
-        for view, names in files.items()
-    }
+    def range_sources(
+        self, con: duckdb.DuckDBPyConnection, first_hi: int, last_hi: int
+    ) -> dict[str, str]:
+        """The subqueries for every trace whose id's high half lies between `first_hi` and
+        `last_hi`."""
+        return self._sources(con, "trace_key BETWEEN ? AND ?", [first_hi >> 32, last_hi >> 32])
+
+    def _sources(
+        self, con: duckdb.DuckDBPyConnection, keys_sql: str, params: list[object]
+    ) -> dict[str, str]:
+        """The subqueries for the index rows whose keys meet `keys_sql`."""
+        found = con.execute(
+            "SELECT view_name, file FROM segments WHERE file IN "
+            f"(SELECT file FROM segment_traces WHERE {keys_sql}) ORDER BY file",
+            params,
+        ).fetchall()
+        files: dict[str, list[str]] = {view: [] for view in ROW_TABLES}
+        for view, name in found:
+            files[view].append(name)
+        unknown = {
+            view: [name for name in names if name not in self._keys]
+            for view, names in files.items()
+        }
+        self._keys.update(_split_keys(con, unknown))
+        sources = {}
+        for view, names in files.items():
+            table = ROW_TABLES[view]
+            if table not in self._columns:
+                self._columns[table] = [name for name, _ in _columns(con, table)]
+            listed = {name: self._keys[name] for name in names}
+            sources[view] = f"({_rows_sql(self._columns[table], view, listed)})"
+        return sources
 
 
 def index_listed_traces(con: duckdb.DuckDBPyConnection) -> None:
@@ -317,8 +336,7 @@ class Segments:
         )
         batches = split_batches(rows, keys)  # noqa: F841 - read by DuckDB
         con.execute(
-            f"COPY (SELECT {columns} FROM batches) TO {literal(str(path))} "
-            f"({_COPY_OPTIONS[view]})"
+            f"COPY (SELECT {columns} FROM batches) TO {literal(str(path))} ({_COPY_OPTIONS[view]})"
         )
         fsync_path(path)
         fsync_path(self._dir)

@@ -27,7 +27,7 @@ from stethoscope.store.duckdb.schema import (
     create_schema,
     read_schema_version,
 )
-from stethoscope.store.duckdb.segments import ROW_TABLES, TIME_COLUMNS, Segments
+from stethoscope.store.duckdb.segments import ROW_TABLES, TIME_COLUMNS, Segments, TraceIndex
 
 if TYPE_CHECKING:  # writing needs pyarrow; reading (the CLI's path) does not load it
     import pyarrow as pa
@@ -127,6 +127,7 @@ class DuckDBStore:
         self._templated = self.schema_version >= TEMPLATES_SINCE
         # (A reader never writes: it has no log position to read and no segments to keep.)
         self._segments = None if read_only else Segments(self.path.parent, self._con)
+        self._trace_index = TraceIndex()
         if self._segments is not None:
             self._segments.remove_orphans()
         position = (0, {}) if read_only else (self.applied_seq(), self._ahead())
@@ -251,12 +252,12 @@ class DuckDBStore:
         sealed = {row[0] for row in found}
         return {view: table for view, table in ROW_TABLES.items() if view not in sealed}
 
-    def _indexed(self, row_tables: dict[str, str], views: tuple[str, ...]) -> bool:
-        """Whether rows of any of `views` sit in segments the trace index covers, with
+    def _indexed(self, row_tables: dict[str, str], views: tuple[str, ...]) -> TraceIndex | None:
+        """The trace index when rows of any of `views` sit in segments it covers, with
         `row_tables` as `_row_tables` gives them."""
         if self.schema_version < TRACE_INDEX_SINCE:
-            return False
-        return any(view not in row_tables for view in views)
+            return None
+        return self._trace_index if any(v not in row_tables for v in views) else None
 
     def _ahead(self) -> dict[str, int]:
         query = "SELECT key[length($1) + 1:], value FROM meta WHERE starts_with(key, $1)"
@@ -294,8 +295,8 @@ class DuckDBStore:
 
     def traces(self, query: TraceQuery) -> list[dict[str, Any]]:
         cursor = self.cursor()
-        indexed = self._indexed(self._row_tables(cursor), ("spans",))
-        return queries.traces(cursor, query, indexed=indexed)
+        index = self._indexed(self._row_tables(cursor), ("spans",))
+        return queries.traces(cursor, query, index=index)
 
     def trace(self, trace_id: str) -> dict[str, Any] | None:
         cursor = self.cursor()
@@ -305,18 +306,18 @@ class DuckDBStore:
             trace_id,
             templated=self._templated,
             row_tables=row_tables,
-            indexed=self._indexed(row_tables, tuple(ROW_TABLES)),
+            index=self._indexed(row_tables, tuple(ROW_TABLES)),
         )
 
     def trace_ids(self, prefix: str) -> list[str]:
         cursor = self.cursor()
-        indexed = self._indexed(self._row_tables(cursor), tuple(ROW_TABLES))
-        return queries.trace_ids_with_prefix(cursor, prefix, indexed=indexed)
+        index = self._indexed(self._row_tables(cursor), tuple(ROW_TABLES))
+        return queries.trace_ids_with_prefix(cursor, prefix, index=index)
 
     def logs(self, query: LogQuery) -> list[dict[str, Any]]:
         cursor = self.cursor()
-        indexed = self._indexed(self._row_tables(cursor), ("logs",))
-        return queries.logs(cursor, query, templated=self._templated, indexed=indexed)
+        index = self._indexed(self._row_tables(cursor), ("logs",))
+        return queries.logs(cursor, query, templated=self._templated, index=index)
 
     def metrics(self, query: MetricQuery) -> dict[str, Any]:
         return queries.metrics(self.cursor(), query)
