@@ -11,7 +11,10 @@ repeated span ids and request ids every 51,200 spans had shown 52 B/span: Parque
 compressed the repeats.) Writing a segment costs about what inserting into the table does
 (a COPY of 122,880 real spans: 2.7-3.5 us a span). Also measured earlier, on repeated ids:
 ZSTD level 6 about 6% smaller at 1.4x the CPU; Parquet version 2 pages larger (their delta
-encodings lose to dictionaries).
+encodings lose to dictionaries). Those figures came from a benchmark whose row groups saw each
+pooled request twice or more (durations, names and attribute values repeating in order): on
+traffic that does not repeat, segments take ~58 B/span and version 2 pages suit spans
+(`_COPY_OPTIONS`).
 
 Measured, not taken: sorting a segment by service, then start (log records by service,
 template, time) makes it 55-57 B/span (47-52 a log record), since one service's attributes
@@ -20,8 +23,7 @@ resemble each other; but the writer falls behind (spans/s 0.80-0.98x, 10M-span b
 and the server's peak RSS rose over 1 GiB in four of five runs (1,055-1,301 MiB against
 910-951): a sort by DuckDB's ORDER BY costs 1.3-1.7 us a span and its memory, one by Arrow
 (sort_indices + take) 0.6-0.75 us and a copy of the segment. Sorted by service, name and start:
-52 B/span, a trace 94 ms; by trace id: no smaller than arrival order. Smaller row groups lose
-the trace ids' dictionaries, and with them the bloom filters lookups prune by.
+52 B/span, a trace 94 ms; by trace id: no smaller than arrival order.
 
 Queries pay for segments (10M-span store, five runs 12:28-13:55, a table at 12:35): a trace
 by id took 37-56 ms in-process against 16 in a table, 122-137 ms through a running server
@@ -99,14 +101,16 @@ SEGMENTS_DDL = """
 """
 
 # How each view's files are written. Row groups of 24,576 rows (five a segment), each with
-# its trace ids' dictionary and bloom filter: DuckDB writes a column chunk as one page, which a
-# filter cannot skip, so a lookup decodes every column of each row group its bloom filters do
-# not rule out. Spans in Parquet version 2 pages: their delta encodings suit random ids, times
-# and hex strings better than plain ones; a log record's body does worse in them. One honest
-# segment (benchmark traffic, no row group repeating a request; rewritten each way,
-# /tmp/s15/honest2.py, 2026-11-27): spans 58.25 B/span and a lookup 30-34 ms (one row group of
-# 122,880, version 1) against 58.02 B/span and 8-13 ms; log records 42.61 B and 33-34 ms against
-# 42.49 and 11 (version 2 would take 47.1). Smaller groups cost bytes (16,384: 58.6 B/span).
+# its trace ids' dictionary and bloom filter: DuckDB's writer caps a page at 100 MB (its
+# source), so a column chunk is one page, which a filter cannot skip, and a lookup decodes every
+# column of each row group its bloom filters do not rule out (pyarrow's pages of 20,000 rows
+# read in 12 ms against 30, but took 11% more bytes). Spans in Parquet version 2 pages: their
+# delta encodings suit random ids, times and hex strings better than plain ones; a log record's
+# body does worse in them. One honest segment (benchmark traffic, no row group repeating a
+# request; copied by DuckDB each way, 2026-11-27): spans 58.25 B/span and a
+# lookup 30-34 ms (one row group of 122,880, version 1) against 58.02 B/span and 8-13 ms; log
+# records 42.61 B and 33-34 ms against 42.49 and 11 (version 2 would take 47.1). Smaller groups
+# cost bytes (16,384: 58.6 B/span).
 _COPY_OPTIONS = {
     "spans": "FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION V2, ROW_GROUP_SIZE 24576",
     "logs": "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 24576",
@@ -122,8 +126,7 @@ _COPY_OPTIONS = {
 # (~10,000 traces a segment) and ~2.3 B a log record (about one trace each). 32 bits: ~4 B a
 # row; an unrelated trace sharing them (at 10M traces, one lookup in ~400) only adds a file to
 # read, since the lookup filters the full id. What is left is decoding the matching row group
-# (~30 ms): DuckDB's writer caps a page at 100 MB (its source), so a column chunk here is
-# likely one page, which a filter cannot skip (files with pages of 20,000 rows read in 12).
+# (`_COPY_OPTIONS`).
 TRACE_INDEX_DDL = """
     CREATE TABLE IF NOT EXISTS segment_traces (
         trace_key UINTEGER NOT NULL,
