@@ -107,7 +107,7 @@ SEGMENTS_DDL = """
 # read in 12 ms against 30, but took 11% more bytes). Spans in Parquet version 2 pages: their
 # delta encodings suit random ids, times and hex strings better than plain ones; a log record's
 # body does worse in them. One honest segment (benchmark traffic, no row group repeating a
-# request; copied by DuckDB each way, 2026-11-27): spans 58.25 B/span and a lookup 30-34 ms
+# request; copied by DuckDB each way, 2026-11-27): spans 58.25 B/span and a lookup 30-31 ms
 # (one row group of 122,880, version 1) against 58.02 B/span and 8-13 ms; log records 42.61 B
 # and 33-34 ms against 42.49 and 11 (version 2 would take 47.1). Smaller groups cost bytes
 # (16,384: 58.6 B/span). Whole benchmark runs: CHANGELOG.
