@@ -28,7 +28,7 @@ from stethoscope.sources.importer import NDJSON
 from stethoscope.sources.otlp.codec import SIGNALS
 from stethoscope.sources.otlp.decodepool import DecodePool
 from stethoscope.sources.otlp.http import check_auth, healthz, read_body
-from stethoscope.sources.otlp.receiver import ReceiverLimits, Secret, ingest
+from stethoscope.sources.otlp.receiver import ReceiverLimits, Secret
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -109,9 +109,8 @@ def api_routes(
         lines = [line for line in body.split(b"\n") if line.strip()]
         for line in lines:
             try:
-                batch = ingest(
+                batch = decoder.ingest(
                     lambda taken: seqs.append(pipeline.submit(taken)),
-                    decoder,
                     signal,
                     line,
                     content_type="application/json",
@@ -145,9 +144,8 @@ def api_routes(
                 answer = await run_in_threadpool(import_lines, signal, body)
                 return JSONResponse(answer)
             batch = await run_in_threadpool(
-                ingest,
+                decoder.ingest,
                 pipeline.submit_visible,
-                decoder,
                 signal,
                 body,
                 content_type=content_type,

@@ -1,20 +1,22 @@
-"""Decode workers: each request's own answer, whatever the concurrency; bad bodies refused;
-workers that die replaced; workers stop with the pool."""
+"""Decode workers: each request's own answer, whatever the concurrency; requests waiting together
+decoded as one, a bad one refused alone; workers that die replaced; workers stop with the pool."""
 
 from __future__ import annotations
 
 import os
 import signal
 import threading
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import psutil
 import pytest
-from conftest import good_spans, traces_request
+from conftest import good_spans, span_dict, traces_request
 
 from stethoscope.errors import Overloaded, Rejected
-from stethoscope.sources.otlp.decodepool import DecodePool
+from stethoscope.model.batch import SignalBatch
+from stethoscope.sources.otlp.decodepool import GROUP_REQUESTS, DecodePool
 
 PROTOBUF = "application/x-protobuf"
 LIMIT = 20 << 20
@@ -110,3 +112,112 @@ def test_closing_the_pool_stops_its_workers() -> None:
     assert alive == []
     with pytest.raises(Overloaded):
         _services(pool, _body("late"))
+
+
+class _Store:
+    """A consumer: the services of the spans of each batch it took, in order."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.batches: list[list[str]] = []
+        self._refuse = refuse
+
+    def __call__(self, batch: SignalBatch) -> None:
+        if self._refuse:
+            raise Overloaded("store busy", retry_after=1)
+        self.batches.append(batch.tables["spans"].column("service").to_pylist())
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def _in_line(bodies: list[tuple[bytes, _Store]]) -> list[SignalBatch | BaseException]:
+    """Each body ingested by a thread of its own while the pool's one worker is held, so that
+    all of them wait in line together: what each thread got."""
+    pool = DecodePool(1)
+    try:
+        assert _services(pool, _body("start"))
+        [worker] = _workers(pool)
+        os.kill(worker.pid, signal.SIGSTOP)
+        threads = ThreadPoolExecutor(len(bodies) + 1)
+        futures: list[Future[SignalBatch]] = []
+        try:
+            held = threads.submit(_services, pool, _body("held"))
+            _wait_for(lambda: not pool._idle)  # the first request holds the stopped worker
+            for body, consumer in bodies:
+                futures.append(
+                    threads.submit(
+                        pool.ingest,
+                        consumer,
+                        "traces",
+                        body,
+                        content_type=PROTOBUF,
+                        max_body_bytes=LIMIT,
+                    )
+                )
+            _wait_for(lambda: len(pool._waiting) == len(bodies))
+        finally:
+            os.kill(worker.pid, signal.SIGCONT)
+        assert held.result(10) == ["held"] * 3
+        outcomes: list[SignalBatch | BaseException] = []
+        for future in futures:
+            error = future.exception(10)
+            outcomes.append(error if error is not None else future.result())
+        threads.shutdown()
+        return outcomes
+    finally:
+        pool.close()
+
+
+def test_requests_waiting_together_are_decoded_as_one_and_each_answered() -> None:
+    store, other = _Store(), _Store()
+    bodies = [(_body(f"svc-{n}", spans=n + 1), store) for n in range(GROUP_REQUESTS + 1)]
+    bodies.append((_body("other", spans=2), other))  # another consumer: never mixed in
+    outcomes = _in_line(bodies)
+    for n, outcome in enumerate(outcomes[:-1]):
+        assert isinstance(outcome, SignalBatch)
+        assert (outcome.accepted, outcome.rejected) == (n + 1, 0)
+    assert other.batches == [["other"] * 2]
+    # Every span once; the requests that waited together were handed over in batches of
+    # several, never more than GROUP_REQUESTS requests.
+    services = [service for batch in store.batches for service in batch]
+    sent = [f"svc-{n}" for n in range(len(bodies) - 1) for _ in range(n + 1)]
+    assert sorted(services) == sent
+    requests = [len(set(batch)) for batch in store.batches]
+    assert max(requests) > 1
+    assert max(requests) <= GROUP_REQUESTS
+
+
+def test_a_bad_request_waiting_with_others_is_refused_alone() -> None:
+    store = _Store()
+    zero = bytes(16)
+    partial = traces_request(
+        "partial", [*good_spans("partial", 2), span_dict(zero, b"\x01" * 8, "bad-id")]
+    ).SerializeToString()
+    bodies = [
+        (_body("before", 2), store),
+        (b"\xff\xff\xff", store),  # malformed: refused, the others decoded as one
+        (_body("after", 3), store),
+    ]
+    outcomes = _in_line(bodies)
+    assert isinstance(outcomes[1], Rejected) and outcomes[1].status == 400
+    assert [o.accepted for o in (outcomes[0], outcomes[2]) if isinstance(o, SignalBatch)] == [2, 3]
+    assert [sorted(batch) for batch in store.batches] == [["after"] * 3 + ["before"] * 2]
+
+    store = _Store()
+    bodies = [(_body("before", 2), store), (partial, store), (_body("after", 3), store)]
+    outcomes = _in_line(bodies)
+    # A record rejected: each request decoded alone, its partial success exact.
+    kept = [o for o in outcomes if isinstance(o, SignalBatch)]
+    assert [(o.accepted, o.rejected) for o in kept] == [(2, 0), (2, 1), (3, 0)]
+    assert "invalid trace id" in kept[1].reasons[0]
+    assert sorted(store.batches) == [["after"] * 3, ["before"] * 2, ["partial"] * 2]
+
+
+def test_a_refused_group_fails_every_request_in_it() -> None:
+    store = _Store(refuse=True)
+    outcomes = _in_line([(_body(f"svc-{n}", 2), store) for n in range(3)])
+    assert all(isinstance(outcome, Overloaded) for outcome in outcomes)

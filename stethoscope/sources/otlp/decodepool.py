@@ -1,20 +1,36 @@
 """Decoding request bodies in worker processes, so that both cores turn protobuf into columns.
 
 Decoding is pure Python per record and holds the GIL; the receivers' threads, the log and the
-writer need the main process. The request thread that takes an idle worker hands it the body
-and reads the answer itself (`sources/pipeworker.py`). A worker returns the batch as Arrow IPC
-bytes, which the main process maps without copying and writes to the log as they are.
+writer need the main process. A request waits in line for a worker; the request thread that
+finds a worker idle takes it, with the requests waiting behind it that can be decoded with its
+own (same signal, protobuf, same consumer: `grouped.py`, at most `GROUP_REQUESTS` and
+`GROUP_BYTES` of bodies), hands it the bodies and reads the answer itself
+(`sources/pipeworker.py`). A worker returns batches as Arrow IPC bytes, which the main process
+maps without copying and writes to the log as they are.
+
+A group decoded as one is one batch: the thread that took the worker hands it to the consumer
+once (one write-ahead log record and fsync), and each request of the group is answered when
+that returns, or fails with what it raised. Requests decoded alone are handed over by their own
+threads.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from stethoscope.errors import IngestError, Overloaded, Rejected
 from stethoscope.model.batch import SignalBatch
-from stethoscope.sources.otlp.codec import decode_request, decompress
+from stethoscope.sources.otlp.grouped import (
+    GROUPED_SIGNALS,
+    PROTOBUF,
+    decode_together,
+    media_type,
+)
 from stethoscope.sources.pipeworker import (
     STOP_WAIT_S,
     Handler,
@@ -23,36 +39,80 @@ from stethoscope.sources.pipeworker import (
     WorkerLost,
 )
 
+__all__ = ["GROUP_BYTES", "GROUP_REQUESTS", "Consumer", "DecodePool"]
+
 log = logging.getLogger(__name__)
 
+# What a decoded batch is handed to; it returns once the batch is durable (the pipeline).
+Consumer = Callable[[SignalBatch], object]
 
-def decode_body(
-    signal: str,
-    body: bytes,
-    content_type: str,
-    content_encoding: str,
-    max_body_bytes: int,
-    imported: bool,
-) -> SignalBatch:
-    """A raw request body (maybe compressed) into a SignalBatch; Rejected when malformed.
-
-    An empty protobuf body is a valid empty request (as in the Collector); empty JSON is not.
-    """
-    data = decompress(body, content_encoding, max_size=max_body_bytes)
-    return decode_request(signal, data, content_type, imported=imported)
+# Measured with `benchmarks/ingest.py` (8 senders, 2 workers): see the CHANGELOG.
+GROUP_REQUESTS = 4
+GROUP_BYTES = 8 << 20
 
 
-def _decode_answer(options: tuple[Any, ...], body: bytes) -> tuple[tuple[Any, ...], bytes | None]:
-    """In a worker: a request's batch as IPC bytes, or why it was refused."""
-    try:
-        batch = decode_body(options[0], body, *options[1:])
-    except IngestError as error:
-        return ("error", error.status, str(error)), None
-    return ("ok", batch.signal, batch.accepted, batch.rejected, batch.reasons), batch.to_bytes()
+def _decode_answer(header: tuple[Any, ...], payload: bytes) -> tuple[tuple[Any, ...], bytes]:
+    """In a worker: the group's batches as IPC bytes, and each request's outcome."""
+    signal, content_type, max_body_bytes, imported, parts = header
+    bodies, start = [], 0
+    for encoding, size in parts:
+        bodies.append((payload[start : start + size], encoding))
+        start += size
+    decoded = decode_together(
+        signal, bodies, content_type=content_type, max_body_bytes=max_body_bytes, imported=imported
+    )
+    outcomes: list[tuple[Any, ...]] = []
+    data: list[bytes] = []
+    for item in decoded.each:
+        if isinstance(item, IngestError):
+            outcomes.append(("error", item.status, str(item)))
+            continue
+        encoded = item.to_bytes() if decoded.merged is None else b""
+        data.append(encoded)
+        outcomes.append(("ok", item.accepted, item.rejected, item.reasons, len(encoded)))
+    if decoded.merged is not None:
+        return ("merged", signal, decoded.merged.accepted, outcomes), decoded.merged.to_bytes()
+    return ("each", signal, 0, outcomes), b"".join(data)
 
 
 def _decoder() -> Handler:
     return _decode_answer
+
+
+@dataclass(eq=False)
+class _Request:
+    """A request waiting for a worker, then its answer."""
+
+    signal: str
+    body: bytes
+    content_type: str
+    content_encoding: str
+    max_body_bytes: int
+    imported: bool
+    consumer: Consumer | None  # None: answered with its batch, handed to no one
+    done: bool = False
+    batch: SignalBatch | None = None
+    error: BaseException | None = None
+    consumed: bool = False  # whether its records reached the consumer with its group's
+    key: tuple[Any, ...] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        groupable = (
+            self.consumer is not None
+            and self.signal in GROUPED_SIGNALS
+            and media_type(self.content_type) == PROTOBUF
+        )
+        self.key = (self.signal, self.max_body_bytes, self.imported) if groupable else None
+
+    def joins(self, other: _Request) -> bool:
+        """Whether `other` may be decoded together with this request."""
+        return self.key is not None and other.key == self.key and other.consumer == self.consumer
+
+    def answer(self) -> SignalBatch:
+        if self.error is not None:
+            raise self.error
+        assert self.batch is not None
+        return self.batch
 
 
 class DecodePool:
@@ -66,6 +126,7 @@ class DecodePool:
         self._cond = threading.Condition()
         self._idle: list[PipeWorker] = []
         self._started = 0  # workers started and not lost, idle or busy
+        self._waiting: deque[_Request] = deque()
         self._closed = False
 
     def decode(
@@ -78,55 +139,164 @@ class DecodePool:
         max_body_bytes: int,
         imported: bool = False,
     ) -> SignalBatch:
-        """Decode one request body, in a worker when there are workers."""
-        options = (signal, content_type, content_encoding, max_body_bytes, imported)
+        """Decode one request body alone, in a worker when there are workers; Rejected when
+        malformed. An empty protobuf body is a valid empty request (as in the Collector)."""
+        request = _Request(
+            signal, body, content_type, content_encoding, max_body_bytes, imported, None
+        )
+        return self._decoded(request)
+
+    def ingest(
+        self,
+        consumer: Consumer,
+        signal: str,
+        body: bytes,
+        *,
+        content_type: str,
+        content_encoding: str = "",
+        max_body_bytes: int,
+        imported: bool = False,
+    ) -> SignalBatch:
+        """Decode a request and hand what it kept to `consumer`; the batch tells what was kept
+        (a batch decoded with others has no tables of its own)."""
+        request = _Request(
+            signal, body, content_type, content_encoding, max_body_bytes, imported, consumer
+        )
+        batch = self._decoded(request)
+        if batch.accepted and not request.consumed:
+            consumer(batch)
+        return batch
+
+    def _decoded(self, request: _Request) -> SignalBatch:
         if not self._workers:
-            return decode_body(signal, body, *options[1:])
-        worker = self._take()
+            batch = decode_together(
+                request.signal,
+                [(request.body, request.content_encoding)],
+                content_type=request.content_type,
+                max_body_bytes=request.max_body_bytes,
+                imported=request.imported,
+            ).each[0]
+            if isinstance(batch, IngestError):
+                raise batch
+            return batch
+        taken = self._wait_for_worker(request)
+        if taken is not None:
+            worker, group = taken
+            try:
+                self._run(worker, group)
+            except BaseException as error:
+                for member in group:
+                    if member.batch is None and member.error is None:
+                        member.error = error
+            finally:
+                with self._cond:
+                    for member in group:
+                        member.done = True
+                    self._cond.notify_all()
+        return request.answer()
+
+    def _wait_for_worker(
+        self, request: _Request
+    ) -> tuple[PipeWorker | None, list[_Request]] | None:
+        """A worker (None: start one) and the group it decodes, when this thread is to run
+        them; None once another thread ran the group `request` joined."""
+        with self._cond:
+            self._waiting.append(request)
+            while not request.done:
+                if request in self._waiting:
+                    if self._closed:
+                        self._waiting.remove(request)
+                        raise Overloaded(
+                            "decoder unavailable: the server is stopping", retry_after=5
+                        )
+                    if self._idle or self._started < self._workers:
+                        break
+                self._cond.wait()
+            else:
+                return None
+            group = self._group(request)
+            if self._idle:
+                return self._idle.pop(), group
+            self._started += 1
+        return None, group
+
+    def _group(self, request: _Request) -> list[_Request]:
+        """`request` and the waiting requests it can be decoded with, out of the line."""
+        group, size = [request], len(request.body)
+        for other in self._waiting:
+            if len(group) == GROUP_REQUESTS:
+                break
+            fits = size + len(other.body) <= GROUP_BYTES
+            if other is not request and request.joins(other) and fits:
+                group.append(other)
+                size += len(other.body)
+        for member in group:
+            self._waiting.remove(member)
+        return group
+
+    def _run(self, worker: PipeWorker | None, group: list[_Request]) -> None:
+        """Decode the group in `worker` (None: a new one) and answer each of its requests."""
+        if worker is None:
+            worker = self._start_worker()
+        first = group[0]
+        header = (
+            first.signal,
+            first.content_type,
+            first.max_body_bytes,
+            first.imported,
+            [(member.content_encoding, len(member.body)) for member in group],
+        )
+        payload = first.body if len(group) == 1 else b"".join(member.body for member in group)
         try:
-            answer, data = worker.call(options, body)
+            answer, data = worker.call(header, payload)
         except WorkerFailed:
             self._give(worker)
             raise
         except BaseException as error:
             # Its pipes may hold half a message: this worker goes, the next request starts
-            # a new one, and this one is answered "retry" when the worker died under it.
+            # a new one, and these are answered "retry" when the worker died under them.
             self._lose(worker)
             if isinstance(error, WorkerLost):
                 raise Overloaded(f"decoder restarted: {error}", retry_after=1) from None
             raise
         self._give(worker)
-        if answer[0] == "error":
-            raise Rejected(answer[2], status=answer[1])
         assert data is not None
-        _, name, accepted, rejected, reasons = answer
-        batch = SignalBatch.from_bytes(name, data, accepted=accepted)
-        batch.rejected, batch.reasons = rejected, reasons
-        return batch
+        kind, signal, accepted, outcomes = answer
+        for member, outcome in zip(group, outcomes, strict=True):
+            if outcome[0] == "error":
+                member.error = Rejected(outcome[2], status=outcome[1])
+        if kind == "merged":
+            merged = SignalBatch.from_bytes(signal, data, accepted=accepted)
+            if merged.accepted:
+                assert first.consumer is not None
+                first.consumer(merged)  # what it raises, every request kept raises
+        start = 0
+        for member, outcome in zip(group, outcomes, strict=True):
+            if outcome[0] == "error":
+                continue
+            _, kept, rejected, reasons, size = outcome
+            if kind == "merged":
+                member.batch, member.consumed = SignalBatch(signal, accepted=kept), True
+            else:
+                own = data if len(group) == 1 else data[start : start + size]
+                member.batch = SignalBatch.from_bytes(signal, own, accepted=kept)
+                start += size
+            member.batch.rejected, member.batch.reasons = rejected, reasons
 
-    def _take(self) -> PipeWorker:
-        """An idle worker, a new one while fewer than `workers` run, or the next one freed."""
-        with self._cond:
-            while not self._idle and self._started >= self._workers and not self._closed:
-                self._cond.wait()
-            if self._closed:
-                raise Overloaded("decoder unavailable: the server is stopping", retry_after=5)
-            if self._idle:
-                return self._idle.pop()
-            self._started += 1
+    def _start_worker(self) -> PipeWorker:
         try:
             return PipeWorker("steth-decode", _decoder)
         except BaseException:
             with self._cond:
                 self._started -= 1
-                self._cond.notify()
+                self._cond.notify_all()
             raise
 
     def _give(self, worker: PipeWorker) -> None:
         with self._cond:
             if not self._closed:
                 self._idle.append(worker)
-                self._cond.notify()
+                self._cond.notify_all()
                 return
             self._started -= 1
             self._cond.notify_all()
@@ -140,7 +310,8 @@ class DecodePool:
             self._cond.notify_all()
 
     def close(self) -> None:
-        """Stop the workers, once the requests they are decoding are answered."""
+        """Stop the workers, once the requests they are decoding are answered; refuse the
+        requests still waiting for one."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()

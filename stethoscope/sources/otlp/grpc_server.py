@@ -12,15 +12,8 @@ from grpc_status import rpc_status
 
 from stethoscope.errors import IngestError, Overloaded, Rejected
 from stethoscope.sources.otlp.codec import export_response
-from stethoscope.sources.otlp.decodepool import DecodePool
-from stethoscope.sources.otlp.receiver import (
-    Admission,
-    Consumer,
-    ReceiverLimits,
-    Secret,
-    grpc_code,
-    ingest,
-)
+from stethoscope.sources.otlp.decodepool import Consumer, DecodePool
+from stethoscope.sources.otlp.receiver import Admission, ReceiverLimits, Secret, grpc_code
 
 __all__ = ["otlp_grpc_server"]
 
@@ -59,9 +52,8 @@ class _ExportService:
         try:
             self._check_auth(context)
             with self.admission:
-                batch = ingest(
+                batch = self.decoder.ingest(
                     self.consumer,
-                    self.decoder,
                     self.signal,
                     body,
                     content_type="application/x-protobuf",

@@ -13,8 +13,8 @@ from starlette.routing import Route
 
 from stethoscope.errors import IngestError, Overloaded, Rejected
 from stethoscope.sources.otlp.codec import encode_response, export_response
-from stethoscope.sources.otlp.decodepool import DecodePool
-from stethoscope.sources.otlp.receiver import Admission, Consumer, ReceiverLimits, Secret, ingest
+from stethoscope.sources.otlp.decodepool import Consumer, DecodePool
+from stethoscope.sources.otlp.receiver import Admission, ReceiverLimits, Secret
 
 # The google.rpc code in an HTTP error body matches what the gRPC receiver answers.
 _GRPC_CODE_FOR_STATUS = {400: 3, 401: 16, 413: 8, 415: 3, 429: 14, 503: 14}
@@ -68,9 +68,8 @@ def otlp_endpoint(
             with admission:
                 body = await read_body(request, limits.max_body_bytes)
                 batch = await run_in_threadpool(
-                    ingest,
+                    decoder.ingest,
                     consumer,
-                    decoder,
                     signal,
                     body,
                     content_type=content_type,

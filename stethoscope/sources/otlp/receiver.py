@@ -1,7 +1,8 @@
 """What both OTLP receivers share: the consumer contract, auth, and request admission.
 
-A receiver hands each decoded SignalBatch to a `Consumer`; the consumer returns once the batch
-is durable or raises Overloaded (retryable). Decoding errors raise Rejected (permanent).
+A receiver hands each request to the decode pool with a `Consumer`, which the pool hands the
+decoded SignalBatch (`DecodePool.ingest`); the consumer returns once the batch is durable or
+raises Overloaded (retryable). Decoding errors raise Rejected (permanent).
 One table (`grpc_code`) maps both to gRPC as the HTTP statuses map them over HTTP.
 """
 
@@ -9,17 +10,12 @@ from __future__ import annotations
 
 import hmac
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
 
 from stethoscope.errors import IngestError, Overloaded
-from stethoscope.model.batch import SignalBatch
 from stethoscope.sources.otlp.codec import DEFAULT_MAX_BODY
-from stethoscope.sources.otlp.decodepool import DecodePool
-
-Consumer = Callable[[SignalBatch], object]
 
 
 class Secret:
@@ -71,31 +67,6 @@ class Admission:
 
     def __exit__(self, *exc: object) -> None:
         self._slots.release()
-
-
-def ingest(
-    consumer: Consumer,
-    decoder: DecodePool,
-    signal: str,
-    body: bytes,
-    *,
-    content_type: str,
-    content_encoding: str = "",
-    max_body_bytes: int = DEFAULT_MAX_BODY,
-    imported: bool = False,
-) -> SignalBatch:
-    """Decode a request and hand it to the consumer; the batch tells what was kept."""
-    batch = decoder.decode(
-        signal,
-        body,
-        content_type=content_type,
-        content_encoding=content_encoding,
-        max_body_bytes=max_body_bytes,
-        imported=imported,
-    )
-    if batch.accepted:
-        consumer(batch)
-    return batch
 
 
 def grpc_code(error: IngestError) -> grpc.StatusCode:
