@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from typing import Any
 
 from stethoscope.cli import common
+from stethoscope.errors import UsageError
 from stethoscope.model.timeutil import parse_duration_ns
 
 
@@ -38,6 +40,12 @@ def register(subparsers: Any) -> None:
         "under steady traffic rows may wait up to 2 s to fill whole DuckDB row groups",
     )
     parser.add_argument(
+        "--decode-workers",
+        type=int,
+        default=None,
+        help="processes decoding requests (2; 0 decodes in the server's own process)",
+    )
+    parser.add_argument(
         "--compact-store",
         action="store_true",
         help="seal spans and log records in ZSTD Parquet segments: about 0.6x the disk, "
@@ -52,7 +60,12 @@ def run(args: argparse.Namespace) -> int:
     from stethoscope.server.runner import ServerConfig, run_server
     from stethoscope.sources.otlp.receiver import ReceiverLimits, Secret
 
+    if args.decode_workers is not None and args.decode_workers < 0:
+        raise UsageError(f"--decode-workers must be 0 or more, got {args.decode_workers}")
     secret = common.token(args)
+    limits = ReceiverLimits(max_body_bytes=args.max_body * 1024 * 1024)
+    if args.decode_workers is not None:
+        limits = dataclasses.replace(limits, decode_workers=args.decode_workers)
     config = ServerConfig(
         data_dir=common.data_dir(args),
         host=args.host,
@@ -60,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         http_port=args.http_port,
         ui_port=args.ui_port,
         token=Secret(secret) if secret else None,
-        limits=ReceiverLimits(max_body_bytes=args.max_body * 1024 * 1024),
+        limits=limits,
         pipeline=PipelineConfig(
             max_pending_bytes=args.max_pending * 1024 * 1024,
             flush_interval_s=args.flush_interval,

@@ -219,5 +219,12 @@ def _announce(config: ServerConfig, addresses: ServerAddresses) -> None:
         f"  OTLP/HTTP  http://{addresses.host}:{addresses.http_port}",
         f"  API        http://{addresses.host}:{addresses.api_port}",
         "  auth       bearer token required" if config.token else "  auth       none (loopback)",
+        f"  decoding   {_workers_text(config.limits.decode_workers)}",
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _workers_text(workers: int) -> str:
+    if not workers:
+        return "in the server's process"
+    return f"{workers} worker process{'es' if workers > 1 else ''}"

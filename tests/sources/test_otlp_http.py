@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +19,7 @@ from conftest import (
     ServerFactory,
     good_spans,
     json_traces,
+    run_steth,
     span_dict,
     stored_log_bodies,
     stored_span_names,
@@ -242,7 +245,8 @@ def test_healthz_on_both_http_ports(server: RunningServer) -> None:
 
 
 def _decode_workers(server: RunningServer) -> list[psutil.Process]:
-    """The server's decode worker processes (children of its multiprocessing forkserver)."""
+    """The server's worker processes (children of its multiprocessing forkserver): its decode
+    workers and its mining process."""
     children = psutil.Process(server.process.pid).children(recursive=True)
     forkservers = {
         child.pid
@@ -294,3 +298,24 @@ def test_decode_workers_exit_when_the_server_is_killed(start_server: ServerFacto
     server.process.wait(timeout=10)
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert alive == [], "decode workers outlived their server"
+
+
+def test_decode_workers_0_decodes_in_the_servers_own_process(start_server: ServerFactory) -> None:
+    server = start_server(extra_args=("--decode-workers", "0"))
+    services = [f"http-no-workers-{n}" for n in range(8)]
+    bodies = [traces_request(s, good_spans(s)).SerializeToString() for s in services]
+    with ThreadPoolExecutor(8) as threads:
+        answers = list(threads.map(lambda body: _post(server, "traces", body, PROTOBUF), bodies))
+    assert [answer.status_code for answer in answers] == [200] * 8
+    # The mining process is the one worker process left (a default server starts decode
+    # workers beside it as requests need them).
+    assert len(_decode_workers(server)) == 1
+    for service in services:
+        assert stored_span_names(server, trace_id_for(service), expect=2) == ["good-0", "good-1"]
+
+
+def test_a_negative_decode_worker_count_is_refused(tmp_path: Path) -> None:
+    code, _, err = run_steth("up", "--decode-workers", "-1", "--data", str(tmp_path))
+    assert code == 2
+    assert "--decode-workers must be 0 or more" in err
+    assert not (tmp_path / "steth.duckdb").exists()
