@@ -26,9 +26,17 @@ def _body(service: str, spans: int = 3) -> bytes:
     return bytes(traces_request(service, good_spans(service, spans)).SerializeToString())
 
 
+def _decoded(pool: DecodePool, body: bytes) -> SignalBatch:
+    """The batch the pool hands a consumer of this request alone (a consumer of its own: the
+    request is never decoded with another)."""
+    taken: list[SignalBatch] = []
+    pool.ingest(taken.append, "traces", body, content_type=PROTOBUF, max_body_bytes=LIMIT)
+    [batch] = taken
+    return batch
+
+
 def _services(pool: DecodePool, body: bytes) -> list[str]:
-    batch = pool.decode("traces", body, content_type=PROTOBUF, max_body_bytes=LIMIT)
-    return list(batch.tables["spans"].column("service").to_pylist())
+    return list(_decoded(pool, body).tables["spans"].column("service").to_pylist())
 
 
 @pytest.fixture
@@ -45,8 +53,7 @@ def _workers(pool: DecodePool) -> list[psutil.Process]:
 
 def test_workers_decode_as_the_calling_thread_does(pool: DecodePool) -> None:
     body = _body("svc-a", spans=5)
-    here = DecodePool(0).decode("traces", body, content_type=PROTOBUF, max_body_bytes=LIMIT)
-    there = pool.decode("traces", body, content_type=PROTOBUF, max_body_bytes=LIMIT)
+    here, there = _decoded(DecodePool(0), body), _decoded(pool, body)
     assert there.accepted == here.accepted == 5
     assert there.tables.keys() == here.tables.keys()
     for name, table in here.tables.items():
@@ -69,7 +76,7 @@ def test_each_concurrent_request_gets_its_own_answer(pool: DecodePool) -> None:
 
 def test_a_bad_body_is_refused_and_the_worker_goes_on(pool: DecodePool) -> None:
     with pytest.raises(Rejected) as refused:
-        pool.decode("traces", b"\xff\xff\xff", content_type=PROTOBUF, max_body_bytes=LIMIT)
+        _decoded(pool, b"\xff\xff\xff")
     assert refused.value.status == 400
     assert _services(pool, _body("after-bad")) == ["after-bad"] * 3
 

@@ -89,7 +89,7 @@ class _Request:
     content_encoding: str
     max_body_bytes: int
     imported: bool
-    consumer: Consumer | None  # None: answered with its batch, handed to no one
+    consumer: Consumer
     done: bool = False
     batch: SignalBatch | None = None
     error: BaseException | None = None
@@ -97,11 +97,7 @@ class _Request:
     key: tuple[Any, ...] | None = field(init=False)
 
     def __post_init__(self) -> None:
-        groupable = (
-            self.consumer is not None
-            and self.signal in GROUPED_SIGNALS
-            and media_type(self.content_type) == PROTOBUF
-        )
+        groupable = self.signal in GROUPED_SIGNALS and media_type(self.content_type) == PROTOBUF
         self.key = (self.signal, self.max_body_bytes, self.imported) if groupable else None
 
     def joins(self, other: _Request) -> bool:
@@ -129,23 +125,6 @@ class DecodePool:
         self._waiting: deque[_Request] = deque()
         self._closed = False
 
-    def decode(
-        self,
-        signal: str,
-        body: bytes,
-        *,
-        content_type: str,
-        content_encoding: str = "",
-        max_body_bytes: int,
-        imported: bool = False,
-    ) -> SignalBatch:
-        """Decode one request body alone, in a worker when there are workers; Rejected when
-        malformed. An empty protobuf body is a valid empty request (as in the Collector)."""
-        request = _Request(
-            signal, body, content_type, content_encoding, max_body_bytes, imported, None
-        )
-        return self._decoded(request)
-
     def ingest(
         self,
         consumer: Consumer,
@@ -158,7 +137,8 @@ class DecodePool:
         imported: bool = False,
     ) -> SignalBatch:
         """Decode a request and hand what it kept to `consumer`; the batch tells what was kept
-        (a batch decoded with others has no tables of its own)."""
+        (a batch decoded with others has no tables of its own). Rejected when malformed; an
+        empty protobuf body is a valid empty request (as in the Collector)."""
         request = _Request(
             signal, body, content_type, content_encoding, max_body_bytes, imported, consumer
         )
@@ -268,7 +248,6 @@ class DecodePool:
         if kind == "merged":
             merged = SignalBatch.from_bytes(signal, data, accepted=accepted)
             if merged.accepted:
-                assert first.consumer is not None
                 first.consumer(merged)  # what it raises, every request kept raises
         start = 0
         for member, outcome in zip(group, outcomes, strict=True):
