@@ -43,7 +43,7 @@ class ReceiverLimits:
 
     max_body_bytes: int = DEFAULT_MAX_BODY
     max_inflight: int = 16
-    # On 2 cores one worker and two took turns at the lead (benchmark traffic, six alternated
+    # On 2 cores one worker and two took turns at the lead (benchmark traffic, seven alternated
     # pairs over three periods, one against two: spans/s 0.80-1.31x, log records/s
     # 0.79-1.24x; the server's peak PSS 622-674 MiB against 742-926).
     decode_workers: int = 2
