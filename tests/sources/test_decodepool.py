@@ -122,13 +122,16 @@ def test_closing_the_pool_stops_its_workers() -> None:
 
 
 class _Store:
-    """A consumer: the services of the spans of each batch it took, in order."""
+    """A consumer: the services of the spans of each batch it took, in order, and how many
+    batches it was handed."""
 
     def __init__(self, refuse: bool = False) -> None:
         self.batches: list[list[str]] = []
+        self.calls = 0
         self._refuse = refuse
 
     def __call__(self, batch: SignalBatch) -> None:
+        self.calls += 1
         if self._refuse:
             raise Overloaded("store busy", retry_after=1)
         self.batches.append(batch.tables["spans"].column("service").to_pylist())
@@ -227,4 +230,5 @@ def test_a_bad_request_waiting_with_others_is_refused_alone() -> None:
 def test_a_refused_group_fails_every_request_in_it() -> None:
     store = _Store(refuse=True)
     outcomes = _in_line([(_body(f"svc-{n}", 2), store) for n in range(3)])
+    assert store.calls == 1  # the three waited together: one batch, refused once
     assert all(isinstance(outcome, Overloaded) for outcome in outcomes)
