@@ -34,6 +34,7 @@ from stethoscope.sources.otlp.decode import decode_logs, decode_metrics, decode_
 from stethoscope.sources.otlp.rawattrs import raw_request_type
 
 DEFAULT_MAX_BODY = 20 * 1024 * 1024
+PROTOBUF = "application/x-protobuf"
 SIGNALS = ("traces", "logs", "metrics")
 REQUEST_TYPES: dict[str, type[Message]] = {
     "traces": ExportTraceServiceRequest,
@@ -89,11 +90,16 @@ def decompress(body: bytes, encoding: str, *, max_size: int = DEFAULT_MAX_BODY) 
             raise Rejected(f"body is not valid {encoding}: data after the end of the stream")
 
 
+def media_type(content_type: str) -> str:
+    """The media type of a Content-Type header, without its parameters."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
 def parse_request(signal: str, body: bytes, content_type: str) -> Message:
     """An export request message from a protobuf or JSON body."""
-    media = content_type.split(";", 1)[0].strip().lower()
+    media = media_type(content_type)
     message_type = REQUEST_TYPES[signal]
-    if media == "application/x-protobuf":
+    if media == PROTOBUF:
         try:
             return (raw_request_type(signal) or message_type).FromString(body)
         except (DecodeError, RecursionError) as error:
@@ -181,7 +187,7 @@ def export_response(batch: SignalBatch) -> Message:
 
 def encode_response(message: Message, content_type: str) -> tuple[bytes, str]:
     """A response body in the same encoding as the request."""
-    if content_type.split(";", 1)[0].strip().lower() == "application/json":
+    if media_type(content_type) == "application/json":
         text = json_format.MessageToJson(message, indent=None)
         return text.encode(), "application/json"
-    return message.SerializeToString(), "application/x-protobuf"
+    return message.SerializeToString(), PROTOBUF

@@ -25,12 +25,8 @@ from typing import Any
 
 from stethoscope.errors import IngestError, Overloaded, Rejected
 from stethoscope.model.batch import SignalBatch
-from stethoscope.sources.otlp.grouped import (
-    GROUPED_SIGNALS,
-    PROTOBUF,
-    decode_together,
-    media_type,
-)
+from stethoscope.sources.otlp.codec import PROTOBUF, media_type
+from stethoscope.sources.otlp.grouped import GROUPED_SIGNALS, decode_together
 from stethoscope.sources.pipeworker import (
     STOP_WAIT_S,
     Handler,
