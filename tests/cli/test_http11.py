@@ -23,6 +23,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive unless told otherwise
     peers: list[int]
     close_after_answer = False
+    say_close = False
     chunked = False
 
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
@@ -30,6 +31,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.dumps({"path": self.path, "auth": self.headers.get("Authorization")}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
+        if self.say_close:
+            self.send_header("Connection", "close")
         if self.chunked:
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
@@ -145,3 +148,24 @@ def test_the_cli_says_the_server_did_not_answer(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"server at http://127.0.0.1:{port} did not answer" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_answer_saying_connection_close_is_followed_by_a_new_connection() -> None:
+    with serving(say_close=True) as (port, peers):
+        connection = Http11Connection("127.0.0.1", port, timeout=10)
+        answers = [connection.get(f"/n{n}") for n in range(2)]
+        connection.close()
+    assert [json.loads(body)["path"] for _, body in answers] == ["/n0", "/n1"]
+    assert len(set(peers)) == 2
+
+
+@pytest.mark.parametrize(
+    "header",
+    [("Authorization", "Bearer t\r\nX-Injected: 1"), ("Authorization", "Bearer \0"),
+     ("Authorization", "Bearer \u20ac")],
+    ids=["line break", "NUL", "beyond Latin-1"],
+)  # fmt: skip
+def test_a_header_http_cannot_carry_is_refused_before_sending(header: tuple[str, str]) -> None:
+    with serving() as (port, peers), pytest.raises(HttpError):
+        Http11Connection("127.0.0.1", port, timeout=10).get("/x", [header])
+    assert peers == []

@@ -86,6 +86,10 @@ NOT_ON_THE_TRACE_PATH = (
     "stethoscope.model.timeutil",
     "encodings.idna",
     "rich",
+    # HTTP clients and what they bring, 10-20 ms of start-up each (cli/http11.py)
+    "dataclasses",
+    "h11",
+    "http.client",
 )
 
 
