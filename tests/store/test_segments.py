@@ -370,3 +370,82 @@ def test_a_version_2_store_reads_as_it_is_and_a_writer_migrates_it(tmp_path: Pat
     assert span_ids(store) == list(range(1, 109))
     assert segment_files(tmp_path) == ["spans-000001.parquet"]
     store.close()
+
+
+def rows_waiting(store: DuckDBStore) -> tuple[int, int]:
+    """(spans, log records) in the rows tables, not sealed."""
+    cursor = store.cursor()
+    found = cursor.execute(
+        "SELECT (SELECT count(*) FROM span_rows), (SELECT count(*) FROM log_rows)"
+    )
+    row = found.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def test_a_compact_writer_closing_seals_what_waits_and_the_next_takes_it_back(
+    tmp_path: Path,
+) -> None:
+    now = time.time_ns()
+    store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
+    store.write([spans(0, 130, start_ns=now), records(0, 40, start_ns=now)])
+    assert rows_waiting(store) == (30, 40)
+    store.close()
+    # At rest: all in segments, the rows that waited in short ones, read as before.
+    assert segment_files(tmp_path) == [
+        "logs-000003.parquet", "spans-000001.parquet", "spans-000002.parquet"
+    ]  # fmt: skip
+    reader = DuckDBStore(tmp_path, read_only=True)
+    assert rows_waiting(reader) == (0, 0)
+    assert span_ids(reader) == list(range(1, 131))
+    trace = reader.trace(f"{32:032x}")  # spans 124-127, in the short segment
+    assert trace is not None and [s["attributes"] for s in trace["spans"]] == [
+        {"http.route": f"/r/{n % 5}"} for n in range(124, 128)
+    ]
+    reader.close()
+    # Three more runs of a writer, each adding less than a segment: the short segments go back
+    # into the tables as a writer opens, so none is left behind but the last run's.
+    for run, first in enumerate((130, 160, 190)):
+        store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
+        assert rows_waiting(store) == (first - 100, 40 + 10 * run)
+        assert not any(name.startswith("logs") for name in segment_files(tmp_path))
+        store.write([spans(first, 30, start_ns=now), records(40 + 10 * run, 10, start_ns=now)])
+        store.close()
+    # The third run's write filled the table (90 taken back + 30): one segment of 120.
+    spans_files = [name for name in segment_files(tmp_path) if name.startswith("spans")]
+    assert spans_files == ["spans-000001.parquet", "spans-000008.parquet"]
+    reader = DuckDBStore(tmp_path, read_only=True)
+    assert rows_waiting(reader) == (0, 0)
+    assert span_ids(reader) == list(range(1, 221))
+    assert bodies(reader) == [f"record {n}" for n in range(70)]
+    assert len(indexed_files(reader)) == 3  # every listed file, none of the removed ones
+    reader.close()
+
+
+def test_imported_rows_taken_back_from_a_short_segment_stay_exempt_from_retention(
+    tmp_path: Path,
+) -> None:
+    old = time.time_ns() - 48 * HOUR_NS
+    store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
+    store.write([spans(0, 20, start_ns=old, imported=True), spans(20, 10, start_ns=old)])
+    store.close()
+    store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
+    assert rows_waiting(store) == (30, 0)
+    assert store.prune(older_than_ns=old + HOUR_NS) == 10  # the live ones alone
+    assert span_ids(store) == list(range(1, 21))
+    store.close()
+
+
+def test_a_table_writer_neither_seals_at_close_nor_takes_segments_back(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
+    store.write([spans(0, 30)])
+    store.close()  # a short segment
+    store = DuckDBStore(tmp_path)  # as `steth up` without --compact-store opens it
+    assert rows_waiting(store) == (0, 0)
+    store.write([spans(30, 10)])
+    store.close()
+    assert segment_files(tmp_path) == ["spans-000001.parquet"]
+    reader = DuckDBStore(tmp_path, read_only=True)
+    assert rows_waiting(reader) == (10, 0)
+    assert span_ids(reader) == list(range(1, 41))
+    reader.close()

@@ -130,6 +130,8 @@ class DuckDBStore:
         self._trace_index = TraceIndex()
         if self._segments is not None:
             self._segments.remove_orphans()
+            if segment_rows:
+                self._segments.unseal_short(self._con, segment_rows)
         position = (0, {}) if read_only else (self.applied_seq(), self._ahead())
         self._row_groups = RowGroups(*position, keyed=set(_ORIGIN_TABLES))
 
@@ -366,6 +368,10 @@ class DuckDBStore:
         return profiles.metric_profile(self.cursor(), window, bucket_ns, max_series=max_series)
 
     def close(self) -> None:
-        """Checkpoint and close the file."""
+        """Seal the rows tables (a writer with `segment_rows`), checkpoint and close the file."""
         with self._lock:
-            self._con.close()
+            try:
+                if self._segments is not None and self._segment_rows:
+                    self._segments.seal_rows(self._con)
+            finally:
+                self._con.close()
