@@ -199,7 +199,6 @@ class IngestPipeline:
         if self.store.holding:
             self._commit(self._mine([]))
         self.templater.close()
-        self.store.checkpoint()
         self._wal.release(self.store.applied_seq())
 
     def _wait_for_room(self, size: int) -> bool:

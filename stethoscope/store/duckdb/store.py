@@ -286,11 +286,6 @@ class DuckDBStore:
                 deleted += self._segments.prune(self._con, older_than_ns)
         return deleted
 
-    def checkpoint(self) -> None:
-        """Fold DuckDB's own log into the database file."""
-        with self._lock:
-            self._con.execute("CHECKPOINT")
-
     def services(self, window: Window) -> list[dict[str, Any]]:
         cursor = self.cursor()
         return log_queries.add_instance_states(cursor, queries.services(cursor, window), window)
@@ -368,7 +363,10 @@ class DuckDBStore:
         return profiles.metric_profile(self.cursor(), window, bucket_ns, max_series=max_series)
 
     def close(self) -> None:
-        """Seal the rows tables (a writer with `segment_rows`), checkpoint and close the file."""
+        """Seal the rows tables (a writer with `segment_rows`), then close the file, which folds
+        DuckDB's own log into it. Sealed before that checkpoint, rows that had waited only in
+        DuckDB's log never take blocks of the file, which DuckDB would keep once they are freed
+        (2M benchmark spans: steth.duckdb 9.5 MiB, 3.5 B a span free, when sealed after it)."""
         with self._lock:
             try:
                 if self._segments is not None and self._segment_rows:
