@@ -15,6 +15,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from stethoscope.errors import DataError
 from stethoscope.logs.masking import MASKED_COLUMN
 from stethoscope.model.batch import SignalBatch
 from stethoscope.model.schema import TABLES
@@ -448,4 +449,18 @@ def test_a_table_writer_neither_seals_at_close_nor_takes_segments_back(tmp_path:
     reader = DuckDBStore(tmp_path, read_only=True)
     assert rows_waiting(reader) == (10, 0)
     assert span_ids(reader) == list(range(1, 41))
+    reader.close()
+
+
+def test_rows_that_cannot_be_sealed_at_close_stay_stored_with_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
+    store.write([spans(0, 30)])
+    (tmp_path / "segments").write_text("a file where the segments' folder goes")
+    with pytest.raises(DataError, match="could not seal the 30 rows waiting in span_rows"):
+        store.close()
+    reader = DuckDBStore(tmp_path, read_only=True)
+    assert rows_waiting(reader) == (30, 0)
+    assert span_ids(reader) == list(range(1, 31))
     reader.close()

@@ -375,9 +375,14 @@ class Segments:
             try:
                 self.seal(con, view, None)
                 con.execute("COMMIT")
-            except BaseException:
+            except BaseException as error:
                 con.execute("ROLLBACK")
                 self.rolled_back(con)
+                if isinstance(error, duckdb.Error | OSError):
+                    raise DataError(
+                        f"could not seal the {waiting:,} rows waiting in {table} (they stay "
+                        f"there, stored): {error}"
+                    ) from None
                 raise
 
     def unseal_short(self, con: duckdb.DuckDBPyConnection, segment_rows: int) -> None:
