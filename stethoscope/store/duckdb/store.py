@@ -20,6 +20,7 @@ from stethoscope.store.base import (
     Window,
 )
 from stethoscope.store.duckdb import clock, log_queries, peers, profiles, queries
+from stethoscope.store.duckdb.compaction import compact, remove_unfinished, worth_compacting
 from stethoscope.store.duckdb.rowgroups import Plan, RowGroups
 from stethoscope.store.duckdb.schema import (
     SCHEMA_VERSION,
@@ -129,6 +130,7 @@ class DuckDBStore:
         self._segments = None if read_only else Segments(self.path.parent, self._con)
         self._trace_index = TraceIndex()
         if self._segments is not None:
+            remove_unfinished(self.path)
             self._segments.remove_orphans()
             if segment_rows:
                 self._segments.unseal_short(self._con, segment_rows)
@@ -363,13 +365,25 @@ class DuckDBStore:
         return profiles.metric_profile(self.cursor(), window, bucket_ns, max_series=max_series)
 
     def close(self) -> None:
-        """Seal the rows tables (a writer with `segment_rows`), then close the file, which folds
-        DuckDB's own log into it. Sealed before that checkpoint, rows that had waited only in
-        DuckDB's log never take blocks of the file, which DuckDB would keep once they are freed
-        (2M benchmark spans: steth.duckdb 9.5 MiB, 3.5 B a span free, when sealed after it)."""
+        """Close the file, which folds DuckDB's own log into it. A writer with `segment_rows`
+        seals its rows tables first, and copies the file without its free blocks when they are
+        most of it (compaction.py): rows sealed before any checkpoint held them never took
+        blocks of the file, but those of an earlier checkpoint leave theirs free."""
         with self._lock:
+            compactable = False
             try:
                 if self._segments is not None and self._segment_rows:
                     self._segments.seal_rows(self._con)
+                    self._con.execute("CHECKPOINT")
+                    compactable = worth_compacting(self.path, self._used_bytes())
             finally:
                 self._con.close()
+            if compactable:
+                compact(self.path)
+
+    def _used_bytes(self) -> int:
+        """Bytes of the file's blocks in use."""
+        found = self._con.execute(
+            "SELECT block_size * used_blocks FROM pragma_database_size()"
+        ).fetchone()
+        return int(found[0]) if found else 0
