@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import random
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from stethoscope.model.batch import SignalBatch
 from stethoscope.model.schema import TABLES
 from stethoscope.sources.otlp.decode import decode_logs, decode_traces
 from stethoscope.store.base import LogQuery, TemplateRow, TraceQuery
+from stethoscope.store.duckdb.compaction import compact
 from stethoscope.store.duckdb.schema import SCHEMA_VERSION, TEMPLATES_DDL
 from stethoscope.store.duckdb.store import DuckDBStore
 
@@ -547,3 +550,30 @@ def test_a_copy_of_the_store_file_a_crash_cut_short_is_deleted_by_the_next_write
     assert not list(tmp_path.glob("steth.duckdb.compact*"))
     assert span_ids(store) == list(range(1, 31))
     store.close()
+
+
+def test_a_store_another_writer_has_open_is_not_replaced_by_a_copy(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path, segment_rows=SEGMENT)
+    store.write([spans(0, 30)])
+    store.close()
+    store_file = tmp_path / "steth.duckdb"
+    inode = store_file.stat().st_ino
+    holder = subprocess.Popen(  # another process's writer, as `steth import` into the store
+        [sys.executable, "-c",
+         "import sys\n"
+         "from pathlib import Path\n"
+         "from stethoscope.store.duckdb.store import DuckDBStore\n"
+         f"store = DuckDBStore(Path({str(tmp_path)!r}))\n"
+         "print('open', flush=True)\n"
+         "sys.stdin.read()\n"
+         "store.close()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        compact(store_file)
+        assert store_file.stat().st_ino == inode
+        assert not list(tmp_path.glob("steth.duckdb.compact*"))
+    finally:
+        holder.communicate("", timeout=60)
+    assert holder.returncode == 0

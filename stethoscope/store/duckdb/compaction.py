@@ -42,7 +42,7 @@ def worth_compacting(path: Path, used_bytes: int) -> bool:
 
 def compact(path: Path) -> None:
     """Replace the closed store file at `path` with a copy of it (not when DuckDB's own log is
-    beside it: the file alone is not the store then)."""
+    beside it: the file alone is not the store then, nor when another writer has it open)."""
     if _log_of(path).exists():
         return
     copy = path.with_name(path.name + _SUFFIX)
@@ -50,20 +50,24 @@ def compact(path: Path) -> None:
     # The views read segments by paths relative to the data directory (segments.md).
     con = duckdb.connect(config={"file_search_path": str(path.parent.resolve())})
     try:
-        con.execute(f"ATTACH {literal(str(path))} AS source (READ_ONLY)")
+        try:
+            # Attached to write, which takes DuckDB's lock on the file: no other writer can
+            # open it, and write to what is about to be replaced, until the copy is in place.
+            con.execute(f"ATTACH {literal(str(path))} AS source")
+        except duckdb.IOException:  # another writer opened it since: the store is theirs
+            return
         con.execute(f"ATTACH {literal(str(copy))} AS copy")
         con.execute("COPY FROM DATABASE source TO copy")
         con.execute("CHECKPOINT copy")
         con.execute("DETACH copy")
-        con.execute("DETACH source")
+        if _log_of(copy).exists():  # all of the copy must be in the file that is renamed
+            remove_unfinished(path)
+            return
+        fsync_path(copy)
+        os.replace(copy, path)
+        fsync_path(path.parent)
     finally:
-        con.close()
-    if _log_of(copy).exists():  # all of the copy must be in the file that is renamed
-        remove_unfinished(path)
-        return
-    fsync_path(copy)
-    os.replace(copy, path)
-    fsync_path(path.parent)
+        con.close()  # the old file, unchanged, is let go of only now
 
 
 def remove_unfinished(path: Path) -> None:
