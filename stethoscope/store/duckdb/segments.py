@@ -365,7 +365,7 @@ class Segments:
 
     def seal_rows(self, con: duckdb.DuckDBPyConnection) -> None:
         """Seal what waits in each rows table, each in a transaction of its own: a writer
-        closing leaves a store of segments alone, ~57 B a span (benchmark traffic) where the
+        closing leaves a store of segments alone, ~58 B a span (benchmark traffic) where the
         table takes ~93. The next writer takes those rows back (`unseal_short`)."""
         for view, table in ROW_TABLES.items():
             [(waiting,)] = con.execute(f"SELECT count(*) FROM {table}").fetchall()
@@ -396,10 +396,6 @@ class Segments:
         if not short:
             return
         names = [name for _, name in short]
-        files = {
-            view: [name for name in listed if name not in names]
-            for view, listed in self._files.items()
-        }
         con.execute("BEGIN")
         try:
             for view, name in short:
@@ -410,20 +406,37 @@ class Segments:
                     "FROM read_parquet(?)",
                     [name],
                 )
-            con.execute("DELETE FROM segments WHERE list_contains(?, file)", [names])
-            con.execute("DELETE FROM segment_traces WHERE list_contains(?, file)", [names])
-            for view in sorted({view for view, _ in short}):
-                con.execute(view_ddl(con, view, self._view_files(view, files)))
+            files = self._unlist(con, names)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        self._files = files
+        self._forget(files, names)
         for name in names:
-            del self._keys[name]
             # No reader has the store open while a writer does (DuckDB's file lock); a file
             # left by a crash here is an orphan, deleted when a writer next opens the store.
             (self._dir.parent / name).unlink(missing_ok=True)
+
+    def _unlist(self, con: duckdb.DuckDBPyConnection, names: list[str]) -> dict[str, list[str]]:
+        """Take the segments `names` out of the segments table, the trace index and the views,
+        in the caller's transaction; by view, the files left (for `_forget` once committed)."""
+        con.execute("DELETE FROM segments WHERE list_contains(?, file)", [names])
+        con.execute("DELETE FROM segment_traces WHERE list_contains(?, file)", [names])
+        gone = set(names)
+        files = {
+            view: [name for name in listed if name not in gone]
+            for view, listed in self._files.items()
+        }
+        for view in ROW_TABLES:
+            if files[view] != self._files[view]:
+                con.execute(view_ddl(con, view, self._view_files(view, files)))
+        return files
+
+    def _forget(self, files: dict[str, list[str]], names: list[str]) -> None:
+        """Keep `files` (from `_unlist`) as the listed ones, once its transaction committed."""
+        self._files = files
+        for name in names:
+            del self._keys[name]
 
     def _view_files(self, view: str, files: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
         """The view's files of `files` with the keys each split out, for `view_ddl`."""
@@ -447,26 +460,19 @@ class Segments:
         con.execute("BEGIN")
         try:
             found = con.execute(
-                "DELETE FROM segments WHERE imported_rows = 0 AND max_time_ns < ? "
-                "RETURNING view_name, file, rows",
+                "SELECT file, rows FROM segments WHERE imported_rows = 0 AND max_time_ns < ? "
+                "ORDER BY file",
                 [older_than_ns],
             ).fetchall()
-            gone = {name for _, name, _ in found}
-            con.execute("DELETE FROM segment_traces WHERE list_contains(?, file)", [sorted(gone)])
-            files = {
-                view: [n for n in names if n not in gone] for view, names in self._files.items()
-            }
-            for view in sorted({view for view, _, _ in found}):
-                con.execute(view_ddl(con, view, self._view_files(view, files)))
+            gone = [name for name, _ in found]
+            files = self._unlist(con, gone)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        self._files = files
-        for name in gone:
-            del self._keys[name]
-        self._unlink_later = [self._dir.parent / name for name in sorted(gone)]
-        return sum(rows for _, _, rows in found)
+        self._forget(files, gone)
+        self._unlink_later = [self._dir.parent / name for name in gone]
+        return sum(rows for _, rows in found)
 
 
 def _number(name: str) -> int:
