@@ -6,8 +6,9 @@ rows as it seals them, so a file whose last checkpoint held rows sealed since ke
 blocks free: after 2M benchmark spans, 14.3 MiB of which 2.8 were in use (65.4 B a span in
 all). DuckDB's own answer is a copy (`COPY FROM DATABASE`, "Reclaiming Space" in its manual),
 which carries the tables, views and constraints as they are (checked table by table): that
-file's copy took 42 ms and 2.6 MiB (59.3 B a span in all). So a writer closing a file that is mostly free copies it when the copy is small, and
-puts it in place with a rename, after which the old file is gone whole or not at all.
+file's copy took 42 ms and 2.6 MiB (59.3 B a span in all). So a writer closing a file that is
+mostly free copies it when the copy is small, and puts it in place with a rename, after which
+the old file is gone whole or not at all.
 """
 
 from __future__ import annotations
