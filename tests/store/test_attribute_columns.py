@@ -10,20 +10,24 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from stethoscope.model.batch import SignalBatch
+from stethoscope.model.codes import ValueType
 from stethoscope.model.schema import ATTRIBUTES
 from stethoscope.sources.otlp.decode import decode_traces
 from stethoscope.sources.records import any_value
 from stethoscope.store.base import TraceQuery
 from stethoscope.store.duckdb.attribute_columns import (
     MAX_KEYS,
+    SplitColumn,
     common_keys,
     keys_for,
     rebuilt,
     split_batches,
+    split_columns,
 )
 from stethoscope.store.duckdb.store import DuckDBStore
 
@@ -83,10 +87,15 @@ def attributes_by_span(store: DuckDBStore, traces: range) -> dict[str, dict[str,
     return found
 
 
+def split_columns_of(path: Path) -> list[SplitColumn]:
+    """The attribute keys a segment file holds in columns of their own, by key."""
+    names = duckdb.execute(f"DESCRIBE SELECT * FROM '{path}'").fetchall()
+    return sorted(split for row in names if (split := SplitColumn.named(row[0])) is not None)
+
+
 def split_keys(path: Path) -> list[str]:
     """The attribute keys a segment file holds in columns of their own."""
-    names = duckdb.execute(f"DESCRIBE SELECT * FROM '{path}'").fetchall()
-    return sorted(row[0].removeprefix("attributes.") for row in names if "." in row[0])
+    return [split.key for split in split_columns_of(path)]
 
 
 def test_a_segments_common_keys_are_split_and_every_span_reads_back_as_sent(
@@ -114,6 +123,9 @@ def test_a_segments_common_keys_are_split_and_every_span_reads_back_as_sent(
             "db.system.name",
         ]
     )  # not the rare key
+    # Each key's values have one type in the segment: its column holds the values alone.
+    assert dict(split_columns_of(segment))["http.response.status_code"] == ValueType.INT
+    assert all(split.type is not None for split in split_columns_of(segment))
     for key, value in [("http.route", "/r/2"), ("app.request_id", "again"), ("rare.key", "once")]:
         query = TraceQuery(attributes=((key, value),), limit=1000)
         assert len(compact.traces(query)) == len(table.traces(query)) > 0
@@ -164,11 +176,21 @@ def test_split_and_rebuilt_keep_every_entry_repeats_and_null_values() -> None:
     rows = pa.table({"n": range(len(lists)), "attributes": pa.array(lists, ATTRIBUTES)})
     keys = common_keys(rows)
     assert keys == ["a", "b", "c", "e"]
-    out = pa.Table.from_batches(split_batches(rows, keys))  # noqa: F841 - read by DuckDB
-    left = duckdb.execute("SELECT attributes FROM out WHERE n IN (1, 3) ORDER BY n").fetchall()
-    assert [row[0] for row in left] == [[entry("d", 1, "only")], [entry("a", 1, "again")]]
-    found = duckdb.execute(f"SELECT {rebuilt(keys)} FROM out ORDER BY n").fetchall()
-    assert [row[0] for row in found] == lists
+    # "a" and "e" have one type and a value in every entry: their values alone; "b" has three
+    # types (one null), "c" a null value: type and value; "f", which no row has, too.
+    columns = split_columns(rows, [*keys, "f"])
+    assert columns == (
+        SplitColumn("a", 1), SplitColumn("b"), SplitColumn("c"), SplitColumn("e", 2),
+        SplitColumn("f"),
+    )  # fmt: skip
+    for split in (columns, tuple(SplitColumn(key) for key in keys)):  # and all type and value
+        out = pa.Table.from_batches(split_batches(rows, split))  # noqa: F841 - read by DuckDB
+        left = duckdb.execute("SELECT attributes FROM out WHERE n IN (1, 3) ORDER BY n")
+        assert [row[0] for row in left.fetchall()] == [
+            [entry("d", 1, "only")], [entry("a", 1, "again")]
+        ]  # fmt: skip
+        found = duckdb.execute(f"SELECT {rebuilt(split)} FROM out ORDER BY n").fetchall()
+        assert [row[0] for row in found] == lists
 
 
 def test_a_segment_splits_its_keys_and_those_of_the_one_before_while_at_most_64() -> None:
@@ -180,3 +202,33 @@ def test_a_segment_splits_its_keys_and_those_of_the_one_before_while_at_most_64(
     assert keys_for(rows("b", "c"), ("a", "b")) == ("a", "b", "c")
     many = tuple(f"k{n:02d}" for n in range(MAX_KEYS))
     assert keys_for(rows("b", "c"), many) == ("b", "c")  # too many together: a new set
+
+
+def test_segments_of_type_and_value_columns_read_with_those_of_values_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stethoscope.store.duckdb import segments
+
+    # The first segment as a steth from before values alone wrote them: type and value.
+    as_before = lambda rows, keys: tuple(SplitColumn(key) for key in keys)  # noqa: E731
+    monkeypatch.setattr(segments, "split_columns", as_before)
+    table = DuckDBStore(tmp_path / "table")
+    compact = DuckDBStore(tmp_path / "compact", segment_rows=SEGMENT)
+    for store in (table, compact):
+        store.write([spans(0, 100)])
+    monkeypatch.undo()
+    for store in (table, compact):
+        store.write([spans(100, 100)])
+    folder = tmp_path / "compact" / "segments"
+    first, second = (split_columns_of(folder / f"spans-00000{n}.parquet") for n in (1, 2))
+    assert [split.key for split in first] == [split.key for split in second]
+    assert all(split.type is None for split in first)
+    assert all(split.type is not None for split in second)
+    compact.close()
+    compact = DuckDBStore(tmp_path / "compact", read_only=True)  # learns both from the files
+    assert attributes_by_span(compact, range(1, 51)) == attributes_by_span(table, range(1, 51))
+    for key, value in [("http.route", "/r/2"), ("http.response.status_code", "201")]:
+        query = TraceQuery(attributes=((key, value),), limit=1000)
+        assert len(compact.traces(query)) == len(table.traces(query)) > 0
+    table.close()
+    compact.close()

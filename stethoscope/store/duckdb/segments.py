@@ -58,13 +58,18 @@ import duckdb
 
 from stethoscope.errors import DataError
 from stethoscope.store.duckdb.attribute_columns import (
+    ONE_TYPE_PREFIX,
     PREFIX,
     SPLIT_TYPE,
+    SplitColumn,
     column,
     keys_for,
     literal,
+    quoted,
     rebuilt,
     split_batches,
+    split_columns,
+    split_value,
 )
 from stethoscope.store.duckdb.attribute_sql import UNSPLIT
 from stethoscope.store.durable import fsync_path
@@ -136,14 +141,17 @@ TRACE_INDEX_DDL = """
 _TRACE_KEY = "(trace_hi >> 32)::UINTEGER"
 
 
-def view_ddl(con: duckdb.DuckDBPyConnection, view: str, files: dict[str, tuple[str, ...]]) -> str:
+Split = tuple[SplitColumn, ...]  # the attribute keys a segment split out, by key
+
+
+def view_ddl(con: duckdb.DuckDBPyConnection, view: str, files: dict[str, Split]) -> str:
     """The `view` over its rows table and its segment `files` (relative paths), each with the
     attribute keys it split out (attribute_columns.py): `_rows_sql` as a view."""
     columns = [name for name, _ in _columns(con, ROW_TABLES[view])]
     return f"CREATE OR REPLACE VIEW {view} AS {_rows_sql(columns, view, files)}"
 
 
-def _rows_sql(columns: Sequence[str], view: str, files: dict[str, tuple[str, ...]]) -> str:
+def _rows_sql(columns: Sequence[str], view: str, files: dict[str, Split]) -> str:
     """A query of the rows of `view` in its rows table (of `columns`, in order) and in the
     segment `files` (relative paths, each with the attribute keys it split out).
 
@@ -152,35 +160,36 @@ def _rows_sql(columns: Sequence[str], view: str, files: dict[str, tuple[str, ...
     left in the list, `UNSPLIT`: what `AttributeSql` reads a key from.
     """
     table = ROW_TABLES[view]
-    every_key = sorted({key for keys in files.values() for key in keys})
+    every_key = sorted({split.key for splits in files.values() for split in splits})
 
-    def select(keys: tuple[str, ...], source: str) -> str:
-        own = set(keys)
-        split = [
-            column(key) if key in own else f"NULL::{SPLIT_TYPE} AS {column(key)}"
+    def select(splits: Split, source: str) -> str:
+        own = {split.key: split for split in splits}
+        shown = [
+            f"{split_value(own[key])}::{SPLIT_TYPE}" if key in own else f"NULL::{SPLIT_TYPE}"
             for key in every_key
         ]
-        listed = [_table_columns(columns, keys), *split, f"attributes AS {UNSPLIT}"]
+        named = [f"{value} AS {column(key)}" for value, key in zip(shown, every_key, strict=True)]
+        listed = [_table_columns(columns, splits), *named, f"attributes AS {UNSPLIT}"]
         return f"SELECT {', '.join(listed)} FROM {source}"
 
     parts = [select((), table)]
     # One read_parquet a set of split keys: reading files of different columns together
     # (union_by_name) made a trace lookup among 10M spans take 62 ms instead of 38.
-    by_keys: dict[tuple[str, ...], list[str]] = {}
-    for name, keys in files.items():
-        by_keys.setdefault(keys, []).append(name)
-    for keys, group in by_keys.items():
+    by_split: dict[Split, list[str]] = {}
+    for name, splits in files.items():
+        by_split.setdefault(splits, []).append(name)
+    for splits, group in by_split.items():
         listed = ", ".join(literal(name) for name in group)
-        parts.append(select(keys, f"read_parquet([{listed}])"))
+        parts.append(select(splits, f"read_parquet([{listed}])"))
     return " UNION ALL ".join(parts)
 
 
-def _table_columns(columns: Sequence[str], keys: tuple[str, ...]) -> str:
-    """SQL for the rows table's `columns` (in order) of a segment row that split out `keys`:
+def _table_columns(columns: Sequence[str], splits: Split) -> str:
+    """SQL for the rows table's `columns` (in order) of a segment row that split out `splits`:
     its `attributes` rebuilt whole. The table's column list on every side of a union: one by
     position of two `*` would silently pair different columns if their orders ever parted."""
     return ", ".join(
-        f'{rebuilt(keys)} AS "attributes"' if name == "attributes" else f'"{name}"'
+        f'{rebuilt(splits)} AS "attributes"' if name == "attributes" else f'"{name}"'
         for name in columns
     )
 
@@ -197,7 +206,7 @@ class TraceIndex:
     """
 
     def __init__(self) -> None:
-        self._keys: dict[str, tuple[str, ...]] = {}  # by file
+        self._keys: dict[str, Split] = {}  # by file
         self._columns: dict[str, list[str]] = {}  # by rows table
 
     def sources(self, con: duckdb.DuckDBPyConnection, trace_his: Sequence[int]) -> dict[str, str]:
@@ -254,26 +263,27 @@ def _index_traces(con: duckdb.DuckDBPyConnection, name: str) -> None:
     )
 
 
-def _split_keys(
-    con: duckdb.DuckDBPyConnection, files: dict[str, list[str]]
-) -> dict[str, tuple[str, ...]]:
+def _split_keys(con: duckdb.DuckDBPyConnection, files: dict[str, list[str]]) -> dict[str, Split]:
     """The attribute keys each of `files` split out, read from the files' schemas."""
     names = [name for listed in files.values() for name in listed]
     if not names:
         return {}
     by_base = {Path(name).name: name for name in names}
-    keys: dict[str, list[str]] = {name: [] for name in names}
+    splits: dict[str, list[SplitColumn]] = {name: [] for name in names}
     listed = ", ".join(literal(name) for name in names)
     try:
         found = con.execute(
-            f"SELECT file_name, name FROM parquet_schema([{listed}]) WHERE starts_with(name, ?)",
-            [PREFIX],
+            f"SELECT file_name, name FROM parquet_schema([{listed}]) "
+            "WHERE starts_with(name, ?) OR starts_with(name, ?)",
+            [PREFIX, ONE_TYPE_PREFIX],
         ).fetchall()
     except duckdb.IOException as error:
         raise DataError(f"a listed segment cannot be read: {error}") from None
-    for path, split in found:
-        keys[by_base[Path(path).name]].append(split[len(PREFIX) :])
-    return {name: tuple(sorted(split)) for name, split in keys.items()}
+    for path, column_name in found:
+        split = SplitColumn.named(column_name)
+        if split is not None:
+            splits[by_base[Path(path).name]].append(split)
+    return {name: tuple(sorted(split)) for name, split in splits.items()}
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
@@ -331,7 +341,8 @@ class Segments:
         if rows is None:
             rows = con.sql(f"SELECT * FROM {table}").to_arrow_table()
         listed = self._files[view]
-        keys = keys_for(rows, self._keys[listed[-1]] if listed else ())
+        previous = [split.key for split in self._keys[listed[-1]]] if listed else ()
+        splits = split_columns(rows, keys_for(rows, tuple(previous)))
         # The table's columns in its order, so that every file unions with it, then the split
         # keys'. Rows from an older write-ahead log may lack a newer (nullable) column: it is
         # written as nulls.
@@ -341,9 +352,9 @@ class Segments:
                 f'"{field}"' if field in have else f'NULL::{kind} AS "{field}"'
                 for field, kind in _columns(con, table)
             ]
-            + [column(key) for key in keys]
+            + [quoted(split.name) for split in splits]
         )
-        batches = split_batches(rows, keys)  # noqa: F841 - read by DuckDB
+        batches = split_batches(rows, splits)  # noqa: F841 - read by DuckDB
         con.execute(
             f"COPY (SELECT {columns} FROM batches) TO {literal(str(path))} ({_COPY_OPTIONS[view]})"
         )
@@ -360,7 +371,7 @@ class Segments:
         if sealing_table:
             con.execute(f"DELETE FROM {table}")
         self._files[view].append(name)
-        self._keys[name] = keys
+        self._keys[name] = splits
         con.execute(view_ddl(con, view, self._view_files(view, self._files)))
 
     def seal_rows(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -438,7 +449,7 @@ class Segments:
         for name in names:
             del self._keys[name]
 
-    def _view_files(self, view: str, files: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
+    def _view_files(self, view: str, files: dict[str, list[str]]) -> dict[str, Split]:
         """The view's files of `files` with the keys each split out, for `view_ddl`."""
         return {name: self._keys[name] for name in files[view]}
 
