@@ -9,11 +9,12 @@ So a segment keeps in `attributes` only the entries it did not split out; each s
 gets a column `attributes.k` of STRUCT(type, value), null where a row lacks the key, or, when
 every entry of the key in the segment has one type T and a value, `attributes:T.k` holding the
 value alone (`SplitColumn`): a STRUCT's two columns each keep their own record of which rows
-have the key, and on the benchmark's spans the second cost 1.9 B a span (57.36 -> 55.46) and
-a trace lookup decoded 34 columns where 17 do (one segment: 13.5-17.6 ms against 9.4-14.4). A key is
-split out when at least 1/64 of the segment's rows carry it (at most 64 keys, the most common
-first), or when the segment before split it (`keys_for`). A row's first entry of the key
-moves; a repeat of it (OTLP forbids them; senders still send them) stays in the list. The
+have the key, and on a segment of the benchmark's spans the second cost 1.9 B a span (57.96
+-> 56.02) and made a trace lookup decode 34 columns where 17 do (13.5-17.6 ms against
+9.4-14.4). A key is split out when at least 1/64 of the segment's rows carry it (at most 64
+keys, the most common first), or when the segment before split it (`keys_for`). A row's first
+entry of the key moves; a repeat of it (OTLP forbids them; senders still send them) stays in
+the list. The
 views rebuild `attributes` from the columns (`rebuilt`), so queries read the list they always
 did; a row's split keys come first there, in key order (OTLP attributes are a map: their order
 carries nothing), and a repeat after them, as it came.
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = [
+    "ONE_TYPE_PREFIX",
     "PREFIX",
     "SPLIT_TYPE",
     "SplitColumn",
