@@ -154,3 +154,40 @@ def test_a_compact_store_with_views_from_before_reads_the_same_and_a_writer_rene
     assert UNSPLIT in {row[0] for row in view.fetchall()}
     assert answers(writer, start) == expected
     writer.close()
+
+
+def test_a_compact_store_whose_views_show_split_keys_as_structs_reads_the_same(
+    tmp_path: Path,
+) -> None:
+    table, compact, start = write_both(tmp_path)
+    expected = answers(table, start)
+    table.close()
+    compact.close()
+    con = duckdb.connect(str(tmp_path / "compact" / "steth.duckdb"))
+    con.execute(f"SET file_search_path = '{tmp_path / 'compact'}'")
+    [(full,)] = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'spans'").fetchall()
+    con.execute(full.replace("VIEW spans AS", "VIEW spans_text AS", 1))
+    split = [
+        row[0]
+        for row in con.execute("DESCRIBE spans_text").fetchall()
+        if row[0].startswith("attributes.")
+    ]
+    # Each split key as a STRUCT of type and value, as views showed them before 2026-11-27.
+    structs = ", ".join(
+        f"""CASE WHEN "{name}" IS NOT NULL THEN {{'type': 1::UTINYINT, 'value': "{name}"}} END"""
+        f' AS "{name}"'
+        for name in split
+    )
+    con.execute(f"CREATE OR REPLACE VIEW spans AS SELECT * REPLACE ({structs}) FROM spans_text")
+    con.close()
+    reader = DuckDBStore(tmp_path / "compact", read_only=True)
+    types = reader.cursor().execute(
+        "SELECT DISTINCT data_type FROM duckdb_columns() "
+        "WHERE table_name = 'spans' AND starts_with(column_name, 'attributes.')"
+    )
+    assert [row[0] for row in types.fetchall()] == ['STRUCT("type" UTINYINT, "value" VARCHAR)']
+    assert answers(reader, start) == expected
+    reader.close()
+    writer = DuckDBStore(tmp_path / "compact", segment_rows=SEGMENT)  # renews the views
+    assert answers(writer, start) == expected
+    writer.close()

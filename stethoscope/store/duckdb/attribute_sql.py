@@ -32,39 +32,43 @@ HTTP_STATUS_KEYS = ("http.response.status_code", "http.status_code")
 class AttributeSql:
     """SQL for the attributes of one relation's rows (a view, or a table with `alias`)."""
 
-    def __init__(self, split: frozenset[str] | None, alias: str = "") -> None:
-        """`split`: the keys with a column of their own; None: only the `attributes` list."""
+    def __init__(
+        self, split: frozenset[str] | None, alias: str = "", *, structs: bool = False
+    ) -> None:
+        """`split`: the keys with a column of their own; None: only the `attributes` list.
+        `structs`: those columns are STRUCTs of type and value (views made before 2026-11-27
+        afternoon), not the value alone."""
         self._split = split
         self._prefix = f"{alias}." if alias else ""
+        self._structs = structs
 
     @classmethod
     def of(cls, cursor: duckdb.DuckDBPyConnection, view: str, alias: str = "") -> AttributeSql:
         """For the rows of `view` (or table) as the store has it now."""
-        names = [
-            row[0]
-            for row in cursor.execute(
-                "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [view]
-            ).fetchall()
-        ]
-        if UNSPLIT not in names:
+        found = cursor.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ?", [view]
+        ).fetchall()
+        if UNSPLIT not in {name for name, _ in found}:
             return cls(None, alias)
-        return cls(frozenset(n[len(PREFIX) :] for n in names if n.startswith(PREFIX)), alias)
+        split = {name[len(PREFIX) :]: kind for name, kind in found if name.startswith(PREFIX)}
+        structs = any(kind.startswith("STRUCT") for kind in split.values())
+        return cls(frozenset(split), alias, structs=structs)
 
     def _list(self) -> str:
         return self._prefix + ("attributes" if self._split is None else UNSPLIT)
 
     def _column(self, key: str) -> str | None:
+        """SQL for the value in `key`'s column, when it has one."""
         if self._split is None or key not in self._split:
             return None
-        return self._prefix + column(key)
+        own = self._prefix + column(key)
+        return f"{own}.value" if self._structs else own
 
     def value(self, key: str) -> str:
         """The text value of the row's `key` (NULL when it lacks it); `key` is ours."""
         listed = f"[a.value FOR a IN {self._list()} IF a.key = {literal(key)}][1]"
         own = self._column(key)
-        return (
-            listed if own is None else f"CASE WHEN {own} IS NULL THEN {listed} ELSE {own}.value END"
-        )
+        return listed if own is None else f"CASE WHEN {own} IS NULL THEN {listed} ELSE {own} END"
 
     def has(self, key: str, value: str) -> tuple[str, tuple[str, ...]]:
         """A condition, with its parameters, for rows with an entry `key` = `value` (the
@@ -73,7 +77,7 @@ class AttributeSql:
         own = self._column(key)
         if own is None:
             return listed, (key, value)
-        return f"({own}.value = ? OR {listed})", (value, key, value)
+        return f"({own} = ? OR {listed})", (value, key, value)
 
     def http_error(self) -> str:
         """A condition: the row answered an HTTP 5xx (NULL when it names no status).
@@ -88,7 +92,7 @@ class AttributeSql:
         if not owns:
             return f"{listed} >= 500"
         # greatest() passes over NULLs: a key the row lacks, a value that is no number
-        cast = ", ".join(f"TRY_CAST({own}.value AS DOUBLE)" for own in owns)
+        cast = ", ".join(f"TRY_CAST({own} AS DOUBLE)" for own in owns)
         return f"greatest({cast}, {listed}) >= 500"
 
     def span_error(self) -> str:

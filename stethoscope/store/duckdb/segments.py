@@ -60,7 +60,6 @@ from stethoscope.errors import DataError
 from stethoscope.store.duckdb.attribute_columns import (
     ONE_TYPE_PREFIX,
     PREFIX,
-    SPLIT_TYPE,
     SplitColumn,
     column,
     keys_for,
@@ -69,7 +68,7 @@ from stethoscope.store.duckdb.attribute_columns import (
     rebuilt,
     split_batches,
     split_columns,
-    split_value,
+    split_text,
 )
 from stethoscope.store.duckdb.attribute_sql import UNSPLIT
 from stethoscope.store.durable import fsync_path
@@ -164,10 +163,7 @@ def _rows_sql(columns: Sequence[str], view: str, files: dict[str, Split]) -> str
 
     def select(splits: Split, source: str) -> str:
         own = {split.key: split for split in splits}
-        shown = [
-            f"{split_value(own[key])}::{SPLIT_TYPE}" if key in own else f"NULL::{SPLIT_TYPE}"
-            for key in every_key
-        ]
+        shown = [split_text(own[key]) if key in own else "NULL::VARCHAR" for key in every_key]
         named = [f"{value} AS {column(key)}" for value, key in zip(shown, every_key, strict=True)]
         listed = [_table_columns(columns, splits), *named, f"attributes AS {UNSPLIT}"]
         return f"SELECT {', '.join(listed)} FROM {source}"
