@@ -129,9 +129,11 @@ def test_queries_by_key_on_split_columns_answer_as_the_attribute_list_does(
     compact.close()
 
 
-def test_a_compact_store_with_views_from_before_reads_the_same_and_a_writer_renews_them(
-    tmp_path: Path,
-) -> None:
+def closed_with_view_copy(
+    tmp_path: Path, name: str
+) -> tuple[dict[str, Any], int, duckdb.DuckDBPyConnection]:
+    """Both stores written and closed: the table store's answers, the start time, and a
+    connection to the compact store's file holding a copy of its `spans` view named `name`."""
     table, compact, start = write_both(tmp_path)
     expected = answers(table, start)
     table.close()
@@ -139,7 +141,14 @@ def test_a_compact_store_with_views_from_before_reads_the_same_and_a_writer_rene
     con = duckdb.connect(str(tmp_path / "compact" / "steth.duckdb"))
     con.execute(f"SET file_search_path = '{tmp_path / 'compact'}'")
     [(full,)] = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'spans'").fetchall()
-    con.execute(full.replace("VIEW spans AS", "VIEW spans_full AS", 1))
+    con.execute(full.replace("VIEW spans AS", f"VIEW {name} AS", 1))
+    return expected, start, con
+
+
+def test_a_compact_store_with_views_from_before_reads_the_same_and_a_writer_renews_them(
+    tmp_path: Path,
+) -> None:
+    expected, start, con = closed_with_view_copy(tmp_path, "spans_full")
     columns = [row[0] for row in con.execute("DESCRIBE span_rows").fetchall()]
     listed = ", ".join(f'"{name}"' for name in columns)
     con.execute(f"CREATE OR REPLACE VIEW spans AS SELECT {listed} FROM spans_full")  # as before
@@ -159,14 +168,7 @@ def test_a_compact_store_with_views_from_before_reads_the_same_and_a_writer_rene
 def test_a_compact_store_whose_views_show_split_keys_as_structs_reads_the_same(
     tmp_path: Path,
 ) -> None:
-    table, compact, start = write_both(tmp_path)
-    expected = answers(table, start)
-    table.close()
-    compact.close()
-    con = duckdb.connect(str(tmp_path / "compact" / "steth.duckdb"))
-    con.execute(f"SET file_search_path = '{tmp_path / 'compact'}'")
-    [(full,)] = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'spans'").fetchall()
-    con.execute(full.replace("VIEW spans AS", "VIEW spans_text AS", 1))
+    expected, start, con = closed_with_view_copy(tmp_path, "spans_text")
     split = [
         row[0]
         for row in con.execute("DESCRIBE spans_text").fetchall()
