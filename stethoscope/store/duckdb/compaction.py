@@ -46,8 +46,7 @@ def compact(path: Path) -> None:
     beside it: the file alone is not the store then, nor when another writer has it open)."""
     if _log_of(path).exists():
         return
-    copy = path.with_name(path.name + _SUFFIX)
-    remove_unfinished(path)
+    copy = path.with_name(path.name + _SUFFIX)  # none left: a writer opening deletes one
     # The views read segments by paths relative to the data directory (segments.md).
     con = duckdb.connect(config={"file_search_path": str(path.parent.resolve())})
     try:

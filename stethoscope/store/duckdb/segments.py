@@ -50,7 +50,8 @@ data directory reads anywhere.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -378,12 +379,10 @@ class Segments:
             [(waiting,)] = con.execute(f"SELECT count(*) FROM {table}").fetchall()
             if not waiting:
                 continue
-            con.execute("BEGIN")
             try:
-                self.seal(con, view, None)
-                con.execute("COMMIT")
+                with _transaction(con):
+                    self.seal(con, view, None)
             except BaseException as error:
-                con.execute("ROLLBACK")
                 self.rolled_back(con)
                 if isinstance(error, duckdb.Error | OSError):
                     raise DataError(
@@ -403,8 +402,7 @@ class Segments:
         if not short:
             return
         names = [name for _, name in short]
-        con.execute("BEGIN")
-        try:
+        with _transaction(con):
             for view, name in short:
                 table = ROW_TABLES[view]
                 columns = [column_name for column_name, _ in _columns(con, table)]
@@ -414,10 +412,6 @@ class Segments:
                     [name],
                 )
             files = self._unlist(con, names)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
         self._forget(files, names)
         for name in names:
             # No reader has the store open while a writer does (DuckDB's file lock); a file
@@ -464,8 +458,7 @@ class Segments:
         for path in self._unlink_later:
             path.unlink(missing_ok=True)
         self._unlink_later = []
-        con.execute("BEGIN")
-        try:
+        with _transaction(con):
             found = con.execute(
                 "SELECT file, rows FROM segments WHERE imported_rows = 0 AND max_time_ns < ? "
                 "ORDER BY file",
@@ -473,13 +466,22 @@ class Segments:
             ).fetchall()
             gone = [name for name, _ in found]
             files = self._unlist(con, gone)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
         self._forget(files, gone)
         self._unlink_later = [self._dir.parent / name for name in gone]
         return sum(rows for _, rows in found)
+
+
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """A transaction of its own on `con`: committed when the block ends, rolled back when it
+    raises."""
+    con.execute("BEGIN")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def _number(name: str) -> int:
