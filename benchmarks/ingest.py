@@ -959,7 +959,7 @@ class IngestResult:
     store_free_bytes: int = 0  # blocks of steth.duckdb that are free (not returned to the OS)
     rows: int = 0
     files: dict[str, int] = field(default_factory=dict)
-    segment_bytes: int = 0  # Parquet segments (`steth up --compact-store`)
+    segment_bytes: int = 0  # Parquet segments (`steth up`'s default compact store)
 
     @property
     def bytes_per_row(self) -> float:
@@ -1336,9 +1336,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     parser.add_argument("--keep", type=Path, help="keep the data directories under this path")
     parser.add_argument(
-        "--compact-store",
+        "--table-store",
         action="store_true",
-        help="run `steth up --compact-store` (spans and log records in Parquet segments)",
+        help="run `steth up --no-compact-store` (spans and log records in DuckDB's tables)",
     )
     args = parser.parse_args(argv)
     quick = args.quick
@@ -1521,7 +1521,7 @@ def sustained_rows(result: IngestResult, count: int) -> list[Row]:
 
 def server_options(args: argparse.Namespace) -> list[str]:
     """The `steth up` options the ingest phases run with."""
-    return ["--compact-store"] if args.compact_store else []
+    return ["--no-compact-store"] if args.table_store else []
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -51,7 +51,7 @@ class ServerConfig:
     # fast as 320 MB (79.8k vs 78.0k spans/s; 384 MB: 80.0k) with the server's peak RSS 917
     # MiB instead of 968 (1,041); 5M log records: 958-963 instead of 1,012 MiB.
     store_memory_limit: str = "256MB"
-    compact_store: bool = False  # seal spans and log records in Parquet segments (segments.py)
+    compact_store: bool = True  # seal spans and log records in Parquet segments (segments.py)
 
     def validate(self) -> None:
         for name in ("grpc_port", "http_port", "ui_port"):

@@ -1,4 +1,4 @@
-"""`steth up --compact-store`: spans sealed in Parquet segments, every one still found."""
+"""`steth up` seals spans in Parquet segments (unless `--no-compact-store`), every one found."""
 
 from __future__ import annotations
 
@@ -35,14 +35,18 @@ def request_body(number: int) -> bytes:
     return request.SerializeToString()
 
 
-def test_spans_sent_to_a_compact_store_are_sealed_and_all_found(
-    start_server: ServerFactory,
-) -> None:
-    server = start_server(extra_args=["--compact-store"])
+def send_all(otlp_url: str) -> None:
     headers = {"Content-Type": "application/x-protobuf"}
-    with httpx.Client(base_url=server.otlp_url, headers=headers, timeout=30) as client:
+    with httpx.Client(base_url=otlp_url, headers=headers, timeout=30) as client:
         for number in range(REQUESTS):
             assert client.post("/v1/traces", content=request_body(number)).status_code == 200
+
+
+def test_spans_sent_to_a_default_server_are_sealed_and_all_found(
+    start_server: ServerFactory,
+) -> None:
+    server = start_server()
+    send_all(server.otlp_url)
     data = server.data
     assert server.stop() == 0
 
@@ -63,3 +67,17 @@ def test_spans_sent_to_a_compact_store_are_sealed_and_all_found(
         for span in spans:  # in the segment, http.route is a column of its own
             index = (int(span["span_id"], 16) - 1) % SPANS_PER_REQUEST
             assert span["attributes"] == {"http.route": f"/r/{index % 11}"}
+
+
+def test_a_server_told_no_compact_store_keeps_every_span_in_its_table(
+    start_server: ServerFactory,
+) -> None:
+    server = start_server(extra_args=["--no-compact-store"])
+    send_all(server.otlp_url)
+    data = server.data
+    assert server.stop() == 0
+
+    assert not (data / "segments").exists() or not any((data / "segments").iterdir())
+    code, out, err = run_steth("services", "--json", "--data", str(data))
+    assert code == 0, err
+    assert [s["spans"] for s in json.loads(out)["services"]] == [REQUESTS * SPANS_PER_REQUEST]

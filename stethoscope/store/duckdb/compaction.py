@@ -1,7 +1,7 @@
 """Rewriting a closed store file without the blocks DuckDB keeps free.
 
 DuckDB reuses the blocks that deleted rows free, but never returns them to the file system
-unless they end the file. A compact store (`steth up --compact-store`) deletes its rows tables'
+unless they end the file. A compact store (`steth up`, by default) deletes its rows tables'
 rows as it seals them, so a file whose last checkpoint held rows sealed since keeps their
 blocks free: after 2M benchmark spans, 14.3 MiB of which 2.8 were in use (65.4 B a span in
 all). DuckDB's own answer is a copy (`COPY FROM DATABASE`, "Reclaiming Space" in its manual),

@@ -34,8 +34,9 @@ it skips the 2,048-row vectors without a match). Split attribute keys, one pair 
 split, 16:29 not): trace 47.7 against 35.7 ms in-process, 122 against 123 through a server,
 search 210 against 198 ms; peak RSS summed over the server's processes 1,017 against 948 MiB
 (the 10M build 1,017 against 902, also 1,017 at 16:13; the split's own arrays stay under the
-writer's other memory, measured in a harness, so the rest is unexplained). Hence
-`steth up --compact-store`: the operator chooses.
+writer's other memory, measured in a harness, so the rest is unexplained). Hence a choice
+for the operator: `steth up` seals (issue 2 asks for at most 60 B/span; the table store takes
+93), `steth up --no-compact-store` keeps the faster tables.
 
 So whole row groups of spans go to `<data>/segments/spans-NNNNNN.parquet`, one file each, the
 rest of a write to the `span_rows` table, which is sealed into a segment as soon as it holds a
