@@ -149,7 +149,8 @@ def split_batches(rows: pa.Table, columns: Sequence[SplitColumn]) -> pa.RecordBa
 def _batches(rows: pa.Table) -> Iterator[pa.RecordBatch]:
     """`rows` in batches of BATCH_ROWS, each copied into one chunk only as it is read: the rows
     of a segment come in the many small chunks of the requests they arrived in, and combining
-    the whole segment first held a second copy of it (~67 MiB of spans) while it was written."""
+    the whole segment first held a second copy of it while it was written (Arrow's peak over a
+    segment of benchmark spans 72.8 MiB that way, 20.1 this way; log records 32.7 and 9.1)."""
     for start in range(0, rows.num_rows, BATCH_ROWS):
         yield from rows.slice(start, BATCH_ROWS).combine_chunks().to_batches()
 
