@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import multiprocessing
+import os
 import signal
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -62,10 +63,13 @@ def _serve(
     answers: Connection,
     make_handler: Callable[..., Handler],
     arguments: tuple[Any, ...],
+    niceness: int,
 ) -> None:
     """The worker process: answer each call until the caller closes its end."""
     # Ctrl-C reaches the whole process group; the caller decides when its workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if niceness:
+        os.nice(niceness)
     handler = make_handler(*arguments)
     while True:
         try:
@@ -93,9 +97,18 @@ class PipeWorker:
     """One worker process and the caller's ends of its two pipes; one call at a time."""
 
     def __init__(
-        self, name: str, make_handler: Callable[..., Handler], arguments: tuple[Any, ...] = ()
+        self,
+        name: str,
+        make_handler: Callable[..., Handler],
+        arguments: tuple[Any, ...] = (),
+        *,
+        niceness: int = 0,
     ) -> None:
-        """Start the worker; `make_handler(*arguments)` runs there (both picklable)."""
+        """Start the worker; `make_handler(*arguments)` runs there (both picklable).
+
+        `niceness` is added to the worker's nice value: the scheduler then gives the caller's
+        threads the CPU first when both want it.
+        """
         # forkserver: the caller has threads by the time a worker starts.
         context = multiprocessing.get_context("forkserver")
         their_calls, self._calls = context.Pipe(duplex=False)
@@ -104,7 +117,7 @@ class PipeWorker:
         widen_pipe(self._answers.fileno())
         self.process = context.Process(
             target=_serve,
-            args=(their_calls, their_answers, make_handler, arguments),
+            args=(their_calls, their_answers, make_handler, arguments, niceness),
             name=name,
             daemon=True,
         )

@@ -1,5 +1,6 @@
 """Decode workers: each request's own answer, whatever the concurrency; requests waiting together
-decoded as one, a bad one refused alone; workers that die replaced; workers stop with the pool."""
+decoded as one, a bad one refused alone; workers that die replaced; workers that yield the CPU
+to the server; workers stop with the pool."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from conftest import good_spans, span_dict, traces_request
 
 from stethoscope.errors import Overloaded, Rejected
 from stethoscope.model.batch import SignalBatch
-from stethoscope.sources.otlp.decodepool import GROUP_REQUESTS, DecodePool
+from stethoscope.sources.otlp.decodepool import DECODE_NICENESS, GROUP_REQUESTS, DecodePool
 
 PROTOBUF = "application/x-protobuf"
 LIMIT = 20 << 20
@@ -106,6 +107,16 @@ def test_a_worker_killed_under_a_request_is_answered_retry_then_replaced(
     assert isinstance(error, Overloaded) and error.retry_after >= 1
     assert _services(pool, _body("after")) == ["after"] * 3
     assert worker.pid not in [process.pid for process in _workers(pool)]
+
+
+def test_workers_run_at_a_lower_priority_than_the_server(pool: DecodePool) -> None:
+    # The server's writer, alone on the way to the store, gets the CPU first (decodepool.py).
+    with ThreadPoolExecutor(2) as threads:
+        list(threads.map(lambda n: _services(pool, _body(f"s{n}")), range(8)))
+    workers = _workers(pool)
+    assert workers
+    expected = min(19, os.nice(0) + DECODE_NICENESS)
+    assert [worker.nice() for worker in workers] == [expected] * len(workers)
 
 
 def test_closing_the_pool_stops_its_workers() -> None:

@@ -1,6 +1,6 @@
 """A worker process over pipes of its own: answers with their bytes, a failing call that
-leaves the worker working, pipes that take a whole batch at once, and a worker that leaves
-when its caller's end closes."""
+leaves the worker working, pipes that take a whole batch at once, a worker started nicer than
+its caller, and a worker that leaves when its caller's end closes."""
 
 from __future__ import annotations
 
@@ -64,6 +64,15 @@ def test_a_worker_that_dies_under_a_call_is_lost(worker: PipeWorker) -> None:
 def test_the_pipes_take_a_whole_batch(worker: PipeWorker) -> None:
     for connection in (worker._calls, worker._answers):
         assert fcntl.fcntl(connection.fileno(), fcntl.F_GETPIPE_SZ) >= PIPE_BYTES
+
+
+def test_a_worker_started_nicer_runs_at_a_lower_priority_than_its_caller() -> None:
+    started = PipeWorker("steth-test-worker", _reverser, niceness=3)
+    try:
+        (_, pid), _ = started.call("which")
+        assert psutil.Process(pid).nice() == min(19, os.nice(0) + 3)
+    finally:
+        started.stop()
 
 
 def test_the_worker_leaves_when_its_caller_closes_the_pipes() -> None:

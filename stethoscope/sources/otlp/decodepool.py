@@ -12,6 +12,12 @@ A group decoded as one is one batch: the thread that took the worker hands it to
 once (one write-ahead log record and fsync), and each request of the group is answered when
 that returns, or fails with what it raised. Requests decoded alone are handed over by their own
 threads.
+
+The workers run at a lower priority than the server (`DECODE_NICENESS`): the writer is the one
+thread every record passes through in turn, and at equal priority the workers took the cores
+from it while it sealed a segment; its queue reached its bound, senders were told to come back
+in a second, and the cores went idle meanwhile. A decode that waits only delays its own
+request's answer.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from stethoscope.sources.pipeworker import (
     WorkerLost,
 )
 
-__all__ = ["GROUP_BYTES", "GROUP_REQUESTS", "Consumer", "DecodePool"]
+__all__ = ["DECODE_NICENESS", "GROUP_BYTES", "GROUP_REQUESTS", "Consumer", "DecodePool"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,12 @@ Consumer = Callable[[SignalBatch], object]
 # Measured with `benchmarks/ingest.py` (8 senders, 2 workers): see the CHANGELOG.
 GROUP_REQUESTS = 4
 GROUP_BYTES = 8 << 20
+# Added to the workers' nice value. `benchmarks/ingest.py`, alternated runs (2026-11-27): at
+# equal priority 5 of 6 span phases (2M spans, the 10M build) had 8-24 requests told to retry
+# and the worst phase's peak PSS was 889-965 MiB; at +5 or +10 none of 10 phases had one, and
+# 718-772 MiB. Spans/s moved with the machine more than with this (2M: 66-105k equal, 73-86k
+# at +5; 10M build: 73-87k, 83-94k); log records, which never waited, 146-159k and 128-166k.
+DECODE_NICENESS = 5
 
 
 def _decode_answer(header: tuple[Any, ...], payload: bytes) -> tuple[tuple[Any, ...], bytes]:
@@ -260,7 +272,7 @@ class DecodePool:
 
     def _start_worker(self) -> PipeWorker:
         try:
-            return PipeWorker("steth-decode", _decoder)
+            return PipeWorker("steth-decode", _decoder, niceness=DECODE_NICENESS)
         except BaseException:
             with self._cond:
                 self._started -= 1
