@@ -43,7 +43,8 @@ def register(subparsers: Any) -> None:
         "--decode-workers",
         type=int,
         default=None,
-        help="processes decoding requests (2; 0 decodes in the server's own process)",
+        help="processes decoding requests (2; 0 decodes in the server's own process), at a "
+        "lower priority than the server so that its writer gets the cores first",
     )
     parser.add_argument(
         "--compact-store",

@@ -25,7 +25,7 @@ from stethoscope.errors import UsageError
 from stethoscope.server.api import api_app
 from stethoscope.server.discovery import ServerAddresses, remove_addresses, write_addresses
 from stethoscope.server.pipeline import IngestPipeline, PipelineConfig
-from stethoscope.sources.otlp.decodepool import DecodePool
+from stethoscope.sources.otlp.decodepool import DECODE_NICENESS, DecodePool
 from stethoscope.sources.otlp.grpc_server import otlp_grpc_server
 from stethoscope.sources.otlp.http import otlp_http_app
 from stethoscope.sources.otlp.receiver import ReceiverLimits, Secret
@@ -227,4 +227,4 @@ def _announce(config: ServerConfig, addresses: ServerAddresses) -> None:
 def _workers_text(workers: int) -> str:
     if not workers:
         return "in the server's process"
-    return f"{workers} worker process{'es' if workers > 1 else ''}"
+    return f"{workers} worker process{'es' if workers > 1 else ''} at nice +{DECODE_NICENESS}"
