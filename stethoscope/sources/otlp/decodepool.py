@@ -52,11 +52,11 @@ Consumer = Callable[[SignalBatch], object]
 GROUP_REQUESTS = 4
 GROUP_BYTES = 8 << 20
 # Added to the workers' nice value. `benchmarks/ingest.py`, alternated runs (2026-11-27): at
-# equal priority 6 of 8 span phases (2M spans, the 10M build) had 8-40 requests told to retry
-# and the worst phase's peak PSS was 889-965 MiB; at +5 or +10 none of 12 phases had one, and
-# 671-772 MiB. Spans/s moved with the machine more than with this (2M: 66-105k equal, 73-86k
-# at +5; 10M build: 73-87k, 83-94k); log records, never told to retry, 108-159k and 119-166k
-# (+5 ahead in 6 of 11 pairs).
+# equal priority 7 of 10 span phases (2M spans, the 10M build) had 8-40 requests told to retry
+# and the worst phase's peak PSS was 867-965 MiB; at +5 or +10 1 of 14 (8), and 671-871 MiB.
+# The 10M build 73-87k spans/s at equal priority, 74-94k at +5; but 2M spans 66-105k against
+# 73-86k: the two fastest runs at equal priority, told nothing, beat every run at +5. Log
+# records, never told to retry: 108-169k and 119-166k (+5 ahead in 6 of 12 pairs).
 DECODE_NICENESS = 5
 
 
