@@ -117,9 +117,16 @@ SEGMENTS_DDL = """
 # (one row group of 122,880, version 1) against 58.02 B/span and 8-13 ms; log records 42.61 B
 # and 33-34 ms against 42.49 and 11 (version 2 would take 47.1). Smaller groups cost bytes
 # (16,384: 58.6 B/span). Whole benchmark runs: CHANGELOG.
+# ZSTD at level 1, not DuckDB's default 3: a segment's COPY is the writer's largest step, and
+# the writer is the one stage every record passes through. Segments of benchmark traffic, each
+# written five times alternating the levels, best of five (2026-11-27): spans 2.51-3.07 ->
+# 2.15-2.52 us of CPU a span and 56.0-56.1 -> 55.7 B (ZSTD's faster strategy happens to suit
+# these pages); log records 1.36-1.62 -> 1.03-1.25 us and 41.5-42.5 -> 43.8-44.0 B (level 2:
+# 1.30-1.43 us, 42.1-42.8 B).
 _COPY_OPTIONS = {
-    "spans": "FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION V2, ROW_GROUP_SIZE 24576",
-    "logs": "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 24576",
+    "spans": "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, PARQUET_VERSION V2, "
+    "ROW_GROUP_SIZE 24576",
+    "logs": "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 24576",
 }
 
 # Which segment files hold rows of which traces, by the first 32 bits of the trace id: a trace
