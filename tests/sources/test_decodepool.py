@@ -243,3 +243,67 @@ def test_a_refused_group_fails_every_request_in_it() -> None:
     outcomes = _in_line([(_body(f"svc-{n}", 2), store) for n in range(3)])
     assert store.calls == 1  # the three waited together: one batch, refused once
     assert all(isinstance(outcome, Overloaded) for outcome in outcomes)
+
+
+def _ingest_in(
+    threads: ThreadPoolExecutor, pool: DecodePool, body: bytes, store: _Store
+) -> Future[SignalBatch]:
+    return threads.submit(
+        pool.ingest, store, "traces", body, content_type=PROTOBUF, max_body_bytes=LIMIT
+    )
+
+
+def _with_a_worker_busy(
+    companion_wait_s: float, bodies: list[bytes], store: _Store
+) -> list[SignalBatch]:
+    """The answers to `bodies`, each sent once the one before waits in line, while one of two
+    workers is held busy (stopped) with another request."""
+    pool = DecodePool(2, companion_wait_s=companion_wait_s)
+    threads = ThreadPoolExecutor(len(bodies) + 1)
+    try:
+        assert _services(pool, _body("start"))
+        [worker] = _workers(pool)
+        os.kill(worker.pid, signal.SIGSTOP)
+        try:
+            held = threads.submit(_services, pool, _body("held"))
+            _wait_for(lambda: not pool._idle)
+            futures = []
+            for number, body in enumerate(bodies):
+                futures.append(_ingest_in(threads, pool, body, store))
+                if number < len(bodies) - 1:  # (answered at once: the batches tell)
+                    _wait_for(lambda: len(pool._waiting) == 1 or futures[-1].done())
+            answers = [future.result(10) for future in futures]
+        finally:
+            os.kill(worker.pid, signal.SIGCONT)
+        assert held.result(10) == ["held"] * 3
+        return answers
+    finally:
+        threads.shutdown()
+        pool.close()
+
+
+def test_a_request_alone_waits_for_company_while_a_worker_is_busy() -> None:
+    # The first request would have had the idle worker to itself; it waited, the second took
+    # it into its group: one decode, one batch, each request its own answer.
+    store = _Store()
+    answers = _with_a_worker_busy(5.0, [_body("first", 2), _body("second", 3)], store)
+    assert [answer.accepted for answer in answers] == [2, 3]
+    assert [sorted(batch) for batch in store.batches] == [["first"] * 2 + ["second"] * 3]
+
+
+def test_a_request_no_other_joins_is_decoded_alone_after_the_wait() -> None:
+    store = _Store()
+    answers = _with_a_worker_busy(0.2, [_body("lonely", 2)], store)
+    assert [answer.accepted for answer in answers] == [2]
+    assert store.batches == [["lonely"] * 2]
+
+
+def test_with_every_worker_idle_a_request_does_not_wait_for_company() -> None:
+    pool = DecodePool(2, companion_wait_s=60.0)
+    try:
+        with ThreadPoolExecutor(1) as threads:
+            for number in range(3):
+                answer = threads.submit(_services, pool, _body(f"svc-{number}"))
+                assert answer.result(10) == [f"svc-{number}"] * 3
+    finally:
+        pool.close()
