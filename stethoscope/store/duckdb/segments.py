@@ -120,8 +120,8 @@ SEGMENTS_DDL = """
 # ZSTD at level 1, not DuckDB's default 3: a segment's COPY is the writer's largest step, and
 # the writer is the one stage every record passes through. Segments of benchmark traffic, each
 # written five times alternating the levels, best of five (2026-11-27): spans 2.51-3.07 ->
-# 2.15-2.52 us of CPU a span and 56.0-56.1 -> 55.7 B (ZSTD's faster strategy happens to suit
-# these pages); log records 1.36-1.62 -> 1.03-1.25 us and 41.5-42.5 -> 43.8-44.0 B (level 2:
+# 2.15-2.52 us of CPU a span and 56.0-56.1 -> 55.7 B (smaller at the faster level: measured,
+# not explained); log records 1.36-1.62 -> 1.03-1.25 us and 41.5-42.5 -> 43.8-44.0 B (level 2:
 # 1.30-1.43 us, 42.1-42.8 B).
 _COPY_OPTIONS = {
     "spans": "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, PARQUET_VERSION V2, "
