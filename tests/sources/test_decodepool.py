@@ -1,7 +1,6 @@
 """Decode workers: each request's own answer, whatever the concurrency; requests waiting together
-decoded as one, a bad one refused alone; a request alone waiting briefly for company while a
-worker is busy; workers that die replaced; workers that yield the CPU to the server; workers
-stop with the pool."""
+decoded as one, a bad one refused alone; workers that die replaced; workers that yield the CPU
+to the server; workers stop with the pool."""
 
 from __future__ import annotations
 
