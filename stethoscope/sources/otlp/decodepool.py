@@ -60,10 +60,7 @@ GROUP_BYTES = 8 << 20
 # fixed cost a call (grouped.py); through `steth up` at ~90k spans/s (2026-11-27, decode CPU
 # timed in the workers), 27% of trace requests were decoded alone at 7.3 ms of CPU each
 # (median), those in groups of four at 4.7-4.9 ms a request; log records 28%, 6.3-6.5 ms
-# against 4.3. Waiting up to 5 ms (two alternated pairs, 2M spans and 2M log records, decode
-# CPU timed in the workers): trace requests decoded alone 27.5-28.1% -> 10.3-11.7% (mostly in
-# pairs now), decode CPU 5.23-5.76 -> 4.75-5.04 ms a request; log requests alone 21.7-23.2% ->
-# 7.8-8.4%, 6.92-7.11 -> 5.09-6.85 ms. With every worker idle a request never waits.
+# against 4.3. With every worker idle a request never waits.
 COMPANION_WAIT_S = 0.005
 # Added to the workers' nice value. `benchmarks/ingest.py`, alternated runs (2026-11-27): at
 # equal priority 7 of 10 span phases (2M spans, the 10M build) had 8-40 requests told to retry
