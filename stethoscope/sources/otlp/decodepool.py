@@ -8,10 +8,6 @@ own (same signal, protobuf, same consumer: `grouped.py`, at most `GROUP_REQUESTS
 (`sources/pipeworker.py`). A worker returns batches as Arrow IPC bytes, which the main process
 maps without copying and writes to the log as they are.
 
-A request that would be decoded alone while a worker is busy first waits a few milliseconds
-(`COMPANION_WAIT_S`) for another to join it: under load one soon comes, and the pair costs less
-than two calls. With every worker idle a request never waits.
-
 A group decoded as one is one batch: the thread that took the worker hands it to the consumer
 once (one write-ahead log record and fsync), and each request of the group is answered when
 that returns, or fails with what it raised. Requests decoded alone are handed over by their own
@@ -55,13 +51,6 @@ Consumer = Callable[[SignalBatch], object]
 # Measured with `benchmarks/ingest.py` (8 senders, 2 workers): see the CHANGELOG.
 GROUP_REQUESTS = 4
 GROUP_BYTES = 8 << 20
-# How long a request that would be decoded alone waits for another to join it while a worker
-# is busy (the decode stage is loaded: another request is likely on its way). Decoding has a
-# fixed cost a call (grouped.py); through `steth up` at ~90k spans/s (2026-11-27, decode CPU
-# timed in the workers), 27% of trace requests were decoded alone at 7.3 ms of CPU each
-# (median), those in groups of four at 4.7-4.9 ms a request; log records 28%, 6.3-6.5 ms
-# against 4.3. With every worker idle a request never waits.
-COMPANION_WAIT_S = 0.005
 # Added to the workers' nice value. `benchmarks/ingest.py`, alternated runs (2026-11-27): at
 # equal priority 7 of 10 span phases (2M spans, the 10M build) had 8-40 requests told to retry
 # and the worst phase's peak PSS was 867-965 MiB; at +5 or +10 1 of 14 (8), and 671-871 MiB.
@@ -135,11 +124,10 @@ class DecodePool:
     """`workers` decode processes, started as requests need them; 0 decodes in the calling
     thread."""
 
-    def __init__(self, workers: int, *, companion_wait_s: float = COMPANION_WAIT_S) -> None:
+    def __init__(self, workers: int) -> None:
         if workers < 0:
             raise ValueError("decode workers must be 0 or more")
         self._workers = workers
-        self._companion_wait_s = companion_wait_s
         self._cond = threading.Condition()
         self._idle: list[PipeWorker] = []
         self._started = 0  # workers started and not lost, idle or busy
@@ -201,7 +189,6 @@ class DecodePool:
     ) -> tuple[PipeWorker | None, list[_Request]] | None:
         """A worker (None: start one) and the group it decodes, when this thread is to run
         them; None once another thread ran the group `request` joined."""
-        waited = False
         with self._cond:
             self._waiting.append(request)
             while not request.done:
@@ -212,12 +199,7 @@ class DecodePool:
                             "decoder unavailable: the server is stopping", retry_after=5
                         )
                     if self._idle or self._started < self._workers:
-                        if waited or not self._may_find_company(request):
-                            break
-                        # A request that comes meanwhile takes this one into its group.
-                        waited = True
-                        self._cond.wait(self._companion_wait_s)
-                        continue
+                        break
                 self._cond.wait()
             else:
                 return None
@@ -226,13 +208,6 @@ class DecodePool:
                 return self._idle.pop(), group
             self._started += 1
         return None, group
-
-    def _may_find_company(self, request: _Request) -> bool:
-        """Whether `request`, which would be decoded alone, should first wait for a companion:
-        it can be grouped, none waits with it, and a worker is busy."""
-        busy = self._started - len(self._idle)
-        alone = not any(other is not request and request.joins(other) for other in self._waiting)
-        return request.key is not None and alone and busy > 0
 
     def _group(self, request: _Request) -> list[_Request]:
         """`request` and the waiting requests it can be decoded with, out of the line."""
