@@ -893,9 +893,15 @@ def sender_main(job: SenderJob, go: Any, ready: Any, results: Any) -> None:
 
 
 def send_all(
-    port: int, signal_name: str, pool: list[PooledBody], requests: int, senders: int
+    port: int,
+    signal_name: str,
+    pool: list[PooledBody],
+    requests: int,
+    senders: int,
+    on_ready: Callable[[], object] = lambda: None,
 ) -> list[SenderResult]:
-    """Post `requests` requests from `senders` processes at once; their results."""
+    """Post `requests` requests from `senders` processes at once; their results. `on_ready` is
+    called once every sender has started, just before they begin."""
     context = mp.get_context("spawn")
     go, ready, results = context.Event(), context.Queue(), context.Queue()
     processes = []
@@ -908,6 +914,7 @@ def send_all(
     try:
         for _ in processes:
             ready.get(timeout=120)
+        on_ready()
         go.set()
         return [_next_result(results, processes) for _ in processes]
     finally:
@@ -1008,10 +1015,19 @@ def run_ingest(
     result = IngestResult(signal_name)
     log_path = data_dir.parent / f"{data_dir.name}.server.log"
     with ServerProcess(data_dir, log_path, options) as server, MemorySampler(server.pid) as memory:
-        before = CpuSnapshot.take(server)
-        sent = send_all(server.http_port, signal_name, pool, requests, senders)
+        # Taken once the senders have started: starting one (spawn, imports, unpickling the
+        # pool) took CPU that would otherwise have counted as other processes'.
+        before: list[CpuSnapshot] = []
+        sent = send_all(
+            server.http_port,
+            signal_name,
+            pool,
+            requests,
+            senders,
+            on_ready=lambda: before.append(CpuSnapshot.take(server)),
+        )
         _fold(result, sent)
-        server_cpu, others_cpu = before.since(server, result.sender_cpu_s)
+        server_cpu, others_cpu = before[0].since(server, result.sender_cpu_s)
         result.server_cores = server_cpu / result.seconds
         result.other_cores = others_cpu / result.seconds
         progress(f"  {signal_name}: {result.records:,} acknowledged, waiting for the store")
