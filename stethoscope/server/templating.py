@@ -285,7 +285,7 @@ class LogTemplater:
         mined = table.filter(pc.is_valid(table.column("template_id")))
         if not mined.num_rows:
             return []
-        mined = mined.append_column("row", pa.array(range(mined.num_rows), pa.int64()))
+        mined = mined.append_column("row", pa.array(np.arange(mined.num_rows, dtype=np.int64)))
         groups = mined.group_by(["service", "template_id"]).aggregate(
             [("time_ns", "min"), ("time_ns", "max"), ("row", "min")]
         )
