@@ -296,8 +296,8 @@ def test_a_trace_is_read_whole_from_the_segments_its_index_names_and_the_table(
 def test_a_segment_keeps_its_rows_in_small_row_groups_each_with_a_trace_id_bloom_filter(
     tmp_path: Path,
 ) -> None:
-    # DuckDB writes a column chunk as one page: a lookup decodes every column of each row
-    # group the trace ids' bloom filters let through, so the groups must be small (segments.py).
+    # A column chunk is one page: a lookup decodes every column of each row group the trace
+    # ids' bloom filters let through, so the groups must be small (segment_writer.py).
     count = 60_000
     store = DuckDBStore(tmp_path, segment_rows=count)
     store.write([spans(0, count)])
@@ -315,6 +315,31 @@ def test_a_segment_keeps_its_rows_in_small_row_groups_each_with_a_trace_id_bloom
         trace = store.trace(f"{number // 4 + 1:032x}")
         assert trace is not None and len(trace["spans"]) == 4
     store.close()
+
+
+def test_segments_encode_few_valued_columns_by_dictionary_and_others_by_view(
+    tmp_path: Path,
+) -> None:
+    # What keeps a segment as small as DuckDB's writer made it (segment_writer.py): spans'
+    # distinct ids and times as deltas, log records' plain, few-valued columns by dictionary.
+    count = 8_000
+    store = DuckDBStore(tmp_path, segment_rows=count)
+    store.write([spans(0, count), records(0, count)])
+    encodings = {}
+    for name in segment_files(tmp_path):
+        view = name.split("-")[0]
+        found = store.cursor().execute(
+            "SELECT path_in_schema, any_value(encodings) FROM parquet_metadata(?) GROUP BY 1",
+            [str(tmp_path / "segments" / name)],
+        )
+        encodings[view] = dict(found.fetchall())
+    store.close()
+    assert "DELTA_BINARY_PACKED" in encodings["spans"]["span_id"]
+    assert "DELTA_BINARY_PACKED" in encodings["spans"]["start_ns"]
+    for view in ("spans", "logs"):
+        assert "DICTIONARY" in encodings[view]["service"]
+    assert "DICTIONARY" not in encodings["logs"]["time_ns"]
+    assert "DELTA" not in encodings["logs"]["time_ns"]
 
 
 def test_a_version_3_store_is_read_without_its_trace_index_and_a_writer_builds_it(

@@ -52,7 +52,7 @@ PREFIX = "attributes."
 ONE_TYPE_PREFIX = "attributes:"  # then the type, a dot and the key: a column of values alone
 MIN_SHARE = 1 / 64
 MAX_KEYS = 64  # codes fit 8 bits with "not split" (see _split)
-BATCH_ROWS = 16_384
+BATCH_ROWS = 24_576  # a segment's row group (segment_writer.py): each batch is written as one
 
 
 def common_keys(rows: pa.Table) -> list[str]:

@@ -14,7 +14,7 @@ ZSTD level 6 about 6% smaller at 1.4x the CPU; Parquet version 2 pages larger (t
 encodings lose to dictionaries). Those figures came from a benchmark whose row groups saw each
 pooled request twice or more (durations, names and attribute values repeating in order): on
 traffic that does not repeat, segments take ~58 B/span and version 2 pages suit spans
-(`_COPY_OPTIONS`).
+(segment_writer.py).
 
 Measured, not taken: sorting a segment by service, then start (log records by service,
 template, time) makes it 55-57 B/span (47-52 a log record), since one service's attributes
@@ -66,13 +66,13 @@ from stethoscope.store.duckdb.attribute_columns import (
     column,
     keys_for,
     literal,
-    quoted,
     rebuilt,
     split_batches,
     split_columns,
     split_text,
 )
 from stethoscope.store.duckdb.attribute_sql import UNSPLIT
+from stethoscope.store.duckdb.segment_writer import TRACE_COLUMNS, write_segment
 from stethoscope.store.durable import fsync_path
 
 if TYPE_CHECKING:
@@ -106,29 +106,6 @@ SEGMENTS_DDL = """
     )
 """
 
-# How each view's files are written. Row groups of 24,576 rows (five a segment), each with
-# its trace ids' dictionary and bloom filter: DuckDB's writer caps a page at 100 MB (its
-# source), so a column chunk is one page, which a filter cannot skip, and a lookup decodes every
-# column of each row group its bloom filters do not rule out (pyarrow's pages of 20,000 rows
-# read in 12 ms against 30, but took 11% more bytes). Spans in Parquet version 2 pages: their
-# delta encodings suit random ids, times and hex strings better than plain ones; a log record's
-# body does worse in them. One honest segment (benchmark traffic, no row group repeating a
-# request; copied by DuckDB each way, 2026-11-27): spans 58.25 B/span and a lookup 30-31 ms
-# (one row group of 122,880, version 1) against 58.02 B/span and 8-13 ms; log records 42.61 B
-# and 33-34 ms against 42.49 and 11 (version 2 would take 47.1). Smaller groups cost bytes
-# (16,384: 58.6 B/span). Whole benchmark runs: CHANGELOG.
-# ZSTD at level 1, not DuckDB's default 3: a segment's COPY is the writer's largest step, and
-# the writer is the one stage every record passes through. Segments of benchmark traffic, each
-# written five times alternating the levels, best of five (2026-11-27): spans 2.51-3.07 ->
-# 2.15-2.52 us of CPU a span and 56.0-56.1 -> 55.7 B (smaller at the faster level: measured,
-# not explained); log records 1.36-1.62 -> 1.03-1.25 us and 41.5-42.5 -> 43.8-44.0 B (level 2:
-# 1.30-1.43 us, 42.1-42.8 B).
-_COPY_OPTIONS = {
-    "spans": "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, PARQUET_VERSION V2, "
-    "ROW_GROUP_SIZE 24576",
-    "logs": "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 24576",
-}
-
 # Which segment files hold rows of which traces, by the first 32 bits of the trace id: a trace
 # lookup reads the files named here instead of asking every file's bloom filters (~0.26 ms a
 # file, 21 of a lookup's 54 ms among 80 files of 10M spans, and growing with the store). With
@@ -139,7 +116,7 @@ _COPY_OPTIONS = {
 # (~10,000 traces a segment) and ~2.3 B a log record (about one trace each). 32 bits: ~4 B a
 # row; an unrelated trace sharing them (at 10M traces, one lookup in ~400) only adds a file to
 # read, since the lookup filters the full id. What is left is decoding the matching row group
-# (`_COPY_OPTIONS`).
+# (segment_writer.py).
 TRACE_INDEX_DDL = """
     CREATE TABLE IF NOT EXISTS segment_traces (
         trace_key UINTEGER NOT NULL,
@@ -351,18 +328,13 @@ class Segments:
         # The table's columns in its order, so that every file unions with it, then the split
         # keys'. Rows from an older write-ahead log may lack a newer (nullable) column: it is
         # written as nulls.
-        have = set(rows.column_names)
-        columns = ", ".join(
-            [
-                f'"{field}"' if field in have else f'NULL::{kind} AS "{field}"'
-                for field, kind in _columns(con, table)
-            ]
-            + [quoted(split.name) for split in splits]
-        )
-        batches = split_batches(rows, splits)  # noqa: F841 - read by DuckDB
-        con.execute(
-            f"COPY (SELECT {columns} FROM batches) TO {literal(str(path))} ({_COPY_OPTIONS[view]})"
-        )
+        from stethoscope.model.schema import TABLES  # pyarrow: a writer's, not a reader's
+
+        model = TABLES[view]
+        fields = [model.field(name) for name, _ in _columns(con, table)]
+        spans = view == "spans"
+        filtered = TRACE_COLUMNS if spans else ()  # a log record's trace: ~1 record each
+        write_segment(path, iter(split_batches(rows, splits)), fields, deltas=spans, bloom=filtered)
         fsync_path(path)
         fsync_path(self._dir)
         time = TIME_COLUMNS[view]
