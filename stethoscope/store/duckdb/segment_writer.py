@@ -76,9 +76,9 @@ def write_segment(
     first = next(batches, None)
     if first is None:
         raise ValueError("a segment needs rows")
-    present = set(first.schema.names)
+    given = {field.name: field for field in first.schema}
     named = {field.name for field in fields}
-    own = [first.schema.field(field.name) if field.name in present else field for field in fields]
+    own = [given.get(field.name, field) for field in fields]
     schema = pa.schema(own + [field for field in first.schema if field.name not in named])
     first = _shaped(first, schema)
     dictionary, encodings = _encodings(first, deltas=deltas)
@@ -106,10 +106,11 @@ def _shaped(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """`batch` with `schema`'s columns in its order, nulls for those it lacks."""
     import pyarrow as pa
 
+    present = set(batch.schema.names)
     return pa.RecordBatch.from_arrays(
         [
             batch.column(field.name)
-            if field.name in batch.schema.names
+            if field.name in present
             else pa.nulls(batch.num_rows, field.type)
             for field in schema
         ],
