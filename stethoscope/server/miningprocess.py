@@ -26,6 +26,8 @@ from stethoscope.server.templating import (
     LogTemplaterConfig,
     MinedColumns,
     TemplaterStats,
+    bodies_to_mask,
+    example_of,
     logs_table,
     with_templates,
 )
@@ -36,8 +38,11 @@ __all__ = ["MiningProcess"]
 
 log = logging.getLogger(__name__)
 
-# What `LogTemplater.mine` reads; the other columns stay in the main process.
-_MINED_FROM = ("service", "time_ns", "body_type", "body", MASKED_COLUMN)
+# What `LogTemplater.mine` reads; the other columns stay in the main process, and of the bodies
+# only those it masks itself go (`bodies_to_mask`): the examples are taken here
+# (`example_of`). Sending every body was ~60% of a chunk's bytes, to take one example line
+# a template.
+_MINED_FROM = ("service", "time_ns", "body_type", MASKED_COLUMN)
 # Records sent at a time: bounds the memory both processes hold for one exchange (a 200,000
 # record group in one piece took about 100 MiB more in the mining process).
 MINING_CHUNK_ROWS = 16_384
@@ -50,25 +55,23 @@ def _start_templater(config: LogTemplaterConfig, rows: list[TemplateRow]) -> Han
 
     def answer(
         header: str, data: bytes
-    ) -> tuple[tuple[list[TemplateRow], TemplaterStats], bytes | None]:
+    ) -> tuple[tuple[list[TemplateRow], list[int], TemplaterStats], bytes | None]:
         if header == "stats":
-            return ([], templater.stats()), None
+            return ([], [], templater.stats()), None
         table = table_from_ipc(data)
         mined = templater.mine(table)
         ids = table_to_ipc(pa.table({"template_id": mined.template_ids}))
-        touched = mined.touched
+        touched, example_rows = mined.touched, mined.example_rows
         del table, mined
         # The allocator keeps freed pages; hand them back so the server's memory stays bounded.
         pa.default_memory_pool().release_unused()
-        return (touched, templater.stats()), ids
+        return (touched, example_rows, templater.stats()), ids
 
     return answer
 
 
-def _merged(earlier: TemplateRow | None, later: TemplateRow) -> TemplateRow:
+def _merged(earlier: TemplateRow, later: TemplateRow) -> TemplateRow:
     """One template's row over two chunks: its latest text, its whole time span, one example."""
-    if earlier is None:
-        return later
     return dataclasses.replace(
         later,
         first_seen_ns=min(earlier.first_seen_ns, later.first_seen_ns),
@@ -92,7 +95,7 @@ class MiningProcess:
     def _new_worker(self) -> PipeWorker:
         worker = PipeWorker("steth-mining", _start_templater, (self._config, self._persisted()))
         # Start it now (and learn what was restored) rather than on the first records.
-        (_, self._stats), _ = worker.call("stats")
+        (_, _, self._stats), _ = worker.call("stats")
         return worker
 
     def annotate(
@@ -106,22 +109,32 @@ class MiningProcess:
         ids: list[pa.Array] = []
         touched: dict[tuple[str, int], TemplateRow] = {}
         for start in range(0, wanted.num_rows, MINING_CHUNK_ROWS):
-            columns, rows = self._mine(wanted.slice(start, MINING_CHUNK_ROWS))
-            ids.append(columns.column("template_id").combine_chunks())
-            for row in rows:
+            chunk = combined.slice(start, MINING_CHUNK_ROWS)
+            mined = self._mine(wanted.slice(start, MINING_CHUNK_ROWS), chunk)
+            ids.append(mined.template_ids)
+            bodies = chunk.column("body")
+            for row, at in zip(mined.touched, mined.example_rows, strict=True):
                 key = (row.service, row.template_id)
-                touched[key] = _merged(touched.get(key), row)
-        mined = MinedColumns(pa.concat_arrays(ids), list(touched.values()))
-        return with_templates(batches, combined, mined), mined.touched
+                earlier = touched.get(key)
+                if earlier is None:  # its example: from the first chunk that touched it
+                    touched[key] = dataclasses.replace(row, example=example_of(bodies, at))
+                else:
+                    touched[key] = _merged(earlier, row)
+        return with_templates(batches, combined, pa.concat_arrays(ids)), list(touched.values())
 
-    def _mine(self, chunk: pa.Table) -> tuple[pa.Table, list[TemplateRow]]:
+    def _mine(self, wanted: pa.Table, chunk: pa.Table) -> MinedColumns:
+        """Mine the records of `chunk`, of which `wanted` holds the columns mining reads."""
+        sent = wanted.append_column("body", bodies_to_mask(chunk, self._config.max_line_chars))
         try:
-            (touched, self._stats), data = self._worker.call("mine", table_to_ipc(chunk))
+            (touched, example_rows, self._stats), data = self._worker.call(
+                "mine", table_to_ipc(sent)
+            )
         except WorkerLost:
             self._restart()
             raise
         assert data is not None
-        return table_from_ipc(data), touched
+        ids = table_from_ipc(data).column("template_id").combine_chunks()
+        return MinedColumns(ids, touched, example_rows)
 
     def stats(self) -> TemplaterStats:
         """The counts the worker reported with its last answer."""

@@ -60,7 +60,10 @@ __all__ = [
     "LogTemplaterConfig",
     "MinedColumns",
     "TemplaterStats",
+    "bodies_to_mask",
+    "example_of",
     "logs_table",
+    "with_examples",
     "with_templates",
 ]
 
@@ -191,15 +194,18 @@ class LogTemplater:
         if combined is None:
             return list(batches), []
         mined = self.mine(combined)
-        return with_templates(batches, combined, mined), mined.touched
+        touched = with_examples(mined, combined.column("body"))
+        return with_templates(batches, combined, mined.template_ids), touched
 
     def mine(self, table: pa.Table) -> MinedColumns:
-        """Template ids of a logs table's records, in order.
+        """Template ids of a logs table's records, in order, and the templates they touched
+        (their examples still to be taken: `with_examples`).
 
-        The table needs `service`, `time_ns`, `body_type`, `body` and, when the decoder
-        masked the lines, the masked column. Records with the same service and masked line
-        join the same template, so each such pair is placed once, in the order it first
-        appears, as if every record had been placed in turn.
+        The table needs `service`, `time_ns`, `body_type`, the masked column when the
+        decoder masked the lines, and `body`, of which only `bodies_to_mask` are read.
+        Records with the same service and masked line join the same template, so each such
+        pair is placed once, in the order it first appears, as if every record had been
+        placed in turn.
         """
         masked = self._masked(table)
         services = pc.dictionary_encode(table.column("service").combine_chunks())
@@ -222,11 +228,11 @@ class LogTemplater:
         ids[rows] = placed.ids[pair_of_row]
         valid[rows] = placed.mined[pair_of_row]
         template_ids = pa.array(ids, _IDS, mask=~valid)
-        touched = self._touched(
-            table.select(["service", "time_ns", "body"]).append_column("template_id", template_ids),
+        touched, example_rows = self._touched(
+            table.select(["service", "time_ns"]).append_column("template_id", template_ids),
             placed.states,
         )
-        return MinedColumns(template_ids, touched)
+        return MinedColumns(template_ids, touched, example_rows)
 
     def _place_pairs(
         self,
@@ -257,16 +263,14 @@ class LogTemplater:
         The decoder's mask is used when it masked with this miner's line limit; records it did
         not mask (an older write-ahead log, another limit) are masked here.
         """
-        bodies = table.column("body").combine_chunks()
         limit = self.config.max_line_chars
-        if MASKED_COLUMN in table.column_names and limit == MINED_LINE_CHARS:
+        if _masked_by_decoder(table, limit):
             masked = table.column(MASKED_COLUMN).combine_chunks()
         else:
-            masked = pa.nulls(len(bodies), pa.string())
-        strings = pc.equal(table.column("body_type").combine_chunks(), ValueType.STRING)
-        unmasked = pc.fill_null(pc.and_(masked.is_null(), strings), False)
+            masked = pa.nulls(table.num_rows, pa.string())
+        unmasked = _unmasked(table.column("body_type"), masked)
         if pc.any(unmasked).as_py():
-            left = bodies.filter(unmasked).to_pylist()
+            left = table.column("body").combine_chunks().filter(unmasked).to_pylist()
             cut = [mined_line(body, limit) if body else None for body in left]
             fill = pa.array([None if line is None else mask(line) for line in cut], pa.string())
             masked = pc.replace_with_mask(masked, unmasked, fill)
@@ -280,38 +284,35 @@ class LogTemplater:
 
     def _touched(
         self, table: pa.Table, states: dict[str, _ServiceMiner | None]
-    ) -> list[TemplateRow]:
-        """One row per (service, template) in the table: its current text, times, an example."""
-        mined = table.filter(pc.is_valid(table.column("template_id")))
+    ) -> tuple[list[TemplateRow], list[int]]:
+        """One row per (service, template) in the table: its current text and times, and the
+        row of its first record (its example)."""
+        mined = table.append_column("row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+        mined = mined.filter(pc.is_valid(table.column("template_id")))
         if not mined.num_rows:
-            return []
-        mined = mined.append_column("row", pa.array(np.arange(mined.num_rows, dtype=np.int64)))
+            return [], []
         groups = mined.group_by(["service", "template_id"]).aggregate(
             [("time_ns", "min"), ("time_ns", "max"), ("row", "min")]
         )
-        return self._rows(groups, mined.column("body"), states)
+        return self._rows(groups, states), groups.column("row_min").to_pylist()
 
-    def _rows(
-        self, groups: pa.Table, bodies: pa.ChunkedArray, states: dict[str, _ServiceMiner | None]
-    ) -> list[TemplateRow]:
+    def _rows(self, groups: pa.Table, states: dict[str, _ServiceMiner | None]) -> list[TemplateRow]:
         found: list[TemplateRow] = []
         columns = {name: groups.column(name).to_pylist() for name in groups.column_names}
         for miner in states.values():
             if miner is not None:
                 miner.number_new()
-        for service, template_id, first, last, example_row in zip(
+        for service, template_id, first, last in zip(
             columns["service"],
             columns["template_id"],
             columns["time_ns_min"],
             columns["time_ns_max"],
-            columns["row_min"],
             strict=True,
         ):
             state = states[service]
             assert state is not None  # only services with a miner have template ids
             hex_id = f"{template_id:012x}"
             template, ordinal = state.templates[hex_id], state.ordinals[hex_id]
-            example = str(bodies[example_row].as_py()).partition("\n")[0][:EXAMPLE_CHARS]
             found.append(
                 TemplateRow(
                     service=service,
@@ -321,10 +322,38 @@ class LogTemplater:
                     overflow=template.overflow,
                     first_seen_ns=first,
                     last_seen_ns=last,
-                    example=example,
+                    example="",
                 )
             )
         return found
+
+
+def bodies_to_mask(table: pa.Table, max_line_chars: int) -> pa.Array:
+    """The table's `body` column with only the bodies `LogTemplater.mine` reads (null
+    elsewhere): those of string records the decoder did not mask as a miner with
+    `max_line_chars` would."""
+    bodies = table.column("body")
+    if not _masked_by_decoder(table, max_line_chars):
+        return bodies.combine_chunks()
+    unmasked = _unmasked(table.column("body_type"), table.column(MASKED_COLUMN))
+    if not pc.any(unmasked).as_py():
+        return pa.nulls(len(bodies), pa.string())
+    return pc.if_else(unmasked, bodies.combine_chunks(), pa.scalar(None, pa.string()))
+
+
+def _masked_by_decoder(table: pa.Table, max_line_chars: int) -> bool:
+    """Whether the table's lines were masked by the decoder as a miner with `max_line_chars`
+    masks them."""
+    return MASKED_COLUMN in table.column_names and max_line_chars == MINED_LINE_CHARS
+
+
+def _unmasked(
+    body_types: pa.ChunkedArray | pa.Array, masked: pa.ChunkedArray | pa.Array
+) -> pa.Array:
+    """Which records have a string body but no masked line (blank, or not masked yet)."""
+    strings = pc.equal(body_types, ValueType.STRING)
+    found = pc.fill_null(pc.and_(pc.is_null(masked), strings), False)
+    return found.combine_chunks() if isinstance(found, pa.ChunkedArray) else found
 
 
 @dataclass(frozen=True)
@@ -332,7 +361,25 @@ class MinedColumns:
     """What mining a logs table adds: a column in the table's order, and the templates."""
 
     template_ids: pa.Array
-    touched: list[TemplateRow]
+    touched: list[TemplateRow]  # examples empty: `with_examples` takes them from the bodies
+    example_rows: list[int]  # the row in the mined table of each touched template's example
+
+
+def with_examples(mined: MinedColumns, bodies: pa.ChunkedArray | pa.Array) -> list[TemplateRow]:
+    """The touched templates with their examples, from `bodies` (the mined table's)."""
+    return [
+        dataclasses.replace(row, example=example_of(bodies, at))
+        for row, at in zip(mined.touched, mined.example_rows, strict=True)
+    ]
+
+
+def example_of(bodies: pa.ChunkedArray | pa.Array, row: int) -> str:
+    """A template's example: the first line of the body at `row`.
+
+    Examples are taken where the bodies are rather than where mining runs: the mining
+    process then receives only what it mines (see miningprocess.py).
+    """
+    return str(bodies[row].as_py()).partition("\n")[0][:EXAMPLE_CHARS]
 
 
 def logs_table(batches: Sequence[SignalBatch]) -> pa.Table | None:
@@ -346,11 +393,12 @@ def logs_table(batches: Sequence[SignalBatch]) -> pa.Table | None:
 
 
 def with_templates(
-    batches: Sequence[SignalBatch], combined: pa.Table, mined: MinedColumns
+    batches: Sequence[SignalBatch], combined: pa.Table, template_ids: pa.Array
 ) -> list[SignalBatch]:
     """The batches, each with its own log records mined (a slice of `combined`, which holds
-    them in batch order): the store keeps each row's write-ahead log position."""
-    table = _set_column(combined, "template_id", mined.template_ids)
+    them in batch order, as `template_ids` does): the store keeps each row's write-ahead log
+    position."""
+    table = _set_column(combined, "template_id", template_ids)
     if table.schema.get_field_index("template_params") < 0:  # a batch from an older log
         table = table.append_column("template_params", pa.nulls(table.num_rows, _PARAMS))
     if MASKED_COLUMN in table.column_names:  # transient: never stored

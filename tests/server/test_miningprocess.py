@@ -27,18 +27,27 @@ LINES = [
     "Connection to 10.0.0.9:5432 timed out after 12s",
     *GENERALISED,
     "cache warmed",
+    "   ",  # blank: masked by no one, the mining process reads its body
+    "",
+    "worker 7 failed\n  at frame 1\n  at frame 2",  # an example is its first line
+    12,
 ]
 
 
 @pytest.mark.parametrize("chunk_rows", [MINING_CHUNK_ROWS, 3], ids=["one chunk", "many chunks"])
+@pytest.mark.parametrize("max_line_chars", [1_024, 20], ids=["decoder's mask", "own mask"])
 def test_the_process_mines_as_the_thread_does(
-    chunk_rows: int, monkeypatch: pytest.MonkeyPatch
+    chunk_rows: int, max_line_chars: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Same ids, templates and examples, though the process receives only the bodies it
+    masks itself."""
     monkeypatch.setattr(miningprocess, "MINING_CHUNK_ROWS", chunk_rows)
     batches = [logs_batch("a", LINES), logs_batch("b", LINES[::-1])]
-    in_thread = LogTemplater()
+    config = LogTemplaterConfig(max_line_chars=max_line_chars)
+    in_thread = LogTemplater(config)
     here, touched_here = in_thread.annotate(batches)
-    process = MiningProcess(LogTemplaterConfig(), list)
+    assert {row.example for row in touched_here} >= {"worker 7 failed", LINES[0][:500]}
+    process = MiningProcess(config, list)
     try:
         there, touched_there = process.annotate(batches)
         assert process.stats() == in_thread.stats()
