@@ -30,7 +30,7 @@ class SignalBatch:
     reasons: list[str] = field(default_factory=list)
     # The IPC bytes this batch was read from or last written as: a batch decoded in another
     # process reaches the write-ahead log without being encoded twice.
-    encoded: bytes | None = field(default=None, repr=False, compare=False)
+    encoded: bytes | bytearray | None = field(default=None, repr=False, compare=False)
 
     @property
     def nbytes(self) -> int:
@@ -41,7 +41,7 @@ class SignalBatch:
         """
         return sum(table.get_total_buffer_size() for table in self.tables.values())
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self) -> bytes | bytearray:
         """The batch's tables as length-prefixed Arrow IPC streams."""
         if self.encoded is not None:
             return self.encoded
@@ -54,7 +54,7 @@ class SignalBatch:
         return self.encoded
 
     @classmethod
-    def from_bytes(cls, signal: str, data: bytes, *, accepted: int = 0) -> SignalBatch:
+    def from_bytes(cls, signal: str, data: bytes | bytearray, *, accepted: int = 0) -> SignalBatch:
         """Rebuild a batch written by `to_bytes` (zero-copy over `data`)."""
         tables: dict[str, pa.Table] = {}
         view = memoryview(data)
@@ -75,6 +75,6 @@ def table_to_ipc(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def table_from_ipc(data: bytes | memoryview) -> pa.Table:
+def table_from_ipc(data: bytes | bytearray | memoryview) -> pa.Table:
     """The table of an Arrow IPC stream (zero-copy over `data`)."""
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()

@@ -54,7 +54,7 @@ def _start_templater(config: LogTemplaterConfig, rows: list[TemplateRow]) -> Han
     templater.restore(rows)
 
     def answer(
-        header: str, data: bytes
+        header: str, data: bytearray
     ) -> tuple[tuple[list[TemplateRow], list[int], TemplaterStats], bytes | None]:
         if header == "stats":
             return ([], [], templater.stats()), None

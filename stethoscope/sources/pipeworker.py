@@ -6,6 +6,13 @@ or result thread as with `ProcessPoolExecutor` (350-400 us of the caller's CPU a
 160 for a 242 KB body in and 293 KB out, 8 threads, 2 workers). A call is a small pickled
 header and a bytes payload; an answer is a small pickled value and, when there is one, bytes.
 
+The bytes are written to the pipe as they are and read straight into one buffer of their size
+(`_read_exactly`): `Connection.recv_bytes` reads a message larger than the pipe by asking for
+the whole remainder each time (allocating that much, then shrinking it) and gathers the pieces
+in a BytesIO. Receiving 2 MiB messages that way took 2.6 ms of the receiver's CPU and ~1,100
+page faults each, against 0.8 ms and 9 (1 MiB: the same, ~0.5 ms); a mining chunk is 1-2 MiB
+and a group of decoded requests up to ~1.3 MiB.
+
 The worker leaves when the caller's end of the pipes closes: when the caller stops it, and when
 the caller is killed, since no other process holds them.
 """
@@ -34,7 +41,7 @@ STOP_WAIT_S = 10.0
 
 # What a worker runs: built once in the worker from picklable arguments, then called with each
 # call's header and payload; it returns the answer and the bytes that follow it (or None).
-Handler = Callable[[Any, bytes], tuple[Any, bytes | None]]
+Handler = Callable[[Any, bytearray], tuple[Any, bytes | bytearray | None]]
 
 
 class WorkerLost(Exception):
@@ -58,6 +65,26 @@ def widen_pipe(fd: int) -> None:
         log.debug("a pipe keeps its default size: %s", error)
 
 
+def _write_all(connection: Connection, data: bytes | bytearray) -> None:
+    """Write `data` to the pipe as it is (no copy, no framing: its size went ahead)."""
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(connection.fileno(), view) :]
+
+
+def _read_exactly(connection: Connection, size: int) -> bytearray:
+    """The next `size` bytes of the pipe, read into one buffer; EOFError if it closes first."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        count = os.readv(connection.fileno(), [view[got:]])
+        if not count:
+            raise EOFError("the pipe closed mid-message")
+        got += count
+    return buffer
+
+
 def _serve(
     calls: Connection,
     answers: Connection,
@@ -73,21 +100,21 @@ def _serve(
     handler = make_handler(*arguments)
     while True:
         try:
-            header = calls.recv()
-            payload = calls.recv_bytes()
+            header, size = calls.recv()
+            payload = _read_exactly(calls, size)
         except EOFError:
             return
         try:
             answer, data = handler(header, payload)
-            reply: tuple[str, Any, bool] = ("ok", answer, data is not None)
+            reply: tuple[str, Any, int | None] = ("ok", answer, None if data is None else len(data))
         except Exception as error:
             log.exception("a worker's call failed")
-            reply, data = ("failed", f"{type(error).__name__}: {error}", False), None
+            reply, data = ("failed", f"{type(error).__name__}: {error}", None), None
         del payload
         try:
             answers.send(reply)
             if data is not None:
-                answers.send_bytes(data)
+                _write_all(answers, data)
         except OSError:  # the caller is gone
             return
         del data
@@ -131,16 +158,16 @@ class PipeWorker:
         """The worker's process id."""
         return self.process.pid
 
-    def call(self, header: Any, payload: bytes = b"") -> tuple[Any, bytes | None]:
+    def call(self, header: Any, payload: bytes = b"") -> tuple[Any, bytearray | None]:
         """The handler's answer to one call and the bytes that came with it.
 
         WorkerLost when the worker died; WorkerFailed when the handler raised.
         """
         try:
-            self._calls.send(header)
-            self._calls.send_bytes(payload)
-            status, answer, more = self._answers.recv()
-            data = self._answers.recv_bytes() if more else None
+            self._calls.send((header, len(payload)))
+            _write_all(self._calls, payload)
+            status, answer, size = self._answers.recv()
+            data = None if size is None else _read_exactly(self._answers, size)
         except (EOFError, OSError) as error:
             raise WorkerLost(f"worker {self.pid} stopped: {error!r}") from None
         if status == "failed":

@@ -60,7 +60,7 @@ def _segments(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _crc(seq: int, signal: int, accepted: int, payload: bytes | memoryview) -> int:
+def _crc(seq: int, signal: int, accepted: int, payload: bytes | bytearray | memoryview) -> int:
     head = struct.pack("<QBI", seq, signal, accepted)
     return zlib.crc32(payload, zlib.crc32(head))
 
@@ -96,8 +96,8 @@ class WriteAheadLog:
         self._on_durable = on_durable
         self.directory = config.directory
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._pending: queue.Queue[tuple[bytes, SignalBatch, Future[int]] | None] = queue.Queue(
-            config.max_pending
+        self._pending: queue.Queue[tuple[bytes | bytearray, SignalBatch, Future[int]] | None] = (
+            queue.Queue(config.max_pending)
         )
         self._next_seq = 1
         # Until `recover` has read every segment, where the last one ends is not known.
@@ -194,7 +194,7 @@ class WriteAheadLog:
             if items:
                 self._commit(items)
 
-    def _commit(self, items: list[tuple[bytes, SignalBatch, Future[int]]]) -> None:
+    def _commit(self, items: list[tuple[bytes | bytearray, SignalBatch, Future[int]]]) -> None:
         seqs = []
         try:
             if self._file is None:  # an earlier failure left no open segment

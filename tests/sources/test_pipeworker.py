@@ -1,10 +1,12 @@
-"""A worker process over pipes of its own: answers with their bytes, a failing call that
-leaves the worker working, pipes that take a whole batch at once, a worker started nicer than
-its caller, and a worker that leaves when its caller's end closes."""
+"""A worker process over pipes of its own: answers with their bytes (whatever their sizes, call
+after call), a failing call that leaves the worker working, a message cut short that is not
+taken for a whole one, pipes that take a whole batch at once, a worker started nicer than its
+caller, and a worker that leaves when its caller's end closes."""
 
 from __future__ import annotations
 
 import fcntl
+import multiprocessing
 import os
 from collections.abc import Iterator
 
@@ -17,15 +19,16 @@ from stethoscope.sources.pipeworker import (
     PipeWorker,
     WorkerFailed,
     WorkerLost,
+    _read_exactly,
 )
 
 
-def _reverse(header: str, payload: bytes) -> tuple[tuple[str, int], bytes | None]:
+def _reverse(header: str, payload: bytearray) -> tuple[tuple[str, int], bytes | None]:
     if header == "fail":
         raise ValueError("asked to fail")
     if header == "exit":
         os._exit(3)
-    return (header.upper(), os.getpid()), payload[::-1] if payload else None
+    return (header.upper(), os.getpid()), bytes(payload[::-1]) if payload else None
 
 
 def _reverser() -> Handler:
@@ -45,6 +48,25 @@ def test_a_call_is_answered_with_its_bytes(worker: PipeWorker) -> None:
     assert (text, pid) == ("ABC", worker.pid) and pid != os.getpid()
     assert data == payload[::-1]
     assert worker.call("empty") == (("EMPTY", pid), None)
+
+
+def test_calls_of_every_size_in_a_row_each_get_their_own_answer(worker: PipeWorker) -> None:
+    """Sizes around the pipe's: a message read short or long would shift every later one."""
+    sizes = [1, PIPE_BYTES - 1, PIPE_BYTES, 0, PIPE_BYTES + 1, 2 * PIPE_BYTES + 7, 5, 3]
+    for number, size in enumerate(sizes):
+        payload = os.urandom(size)
+        (text, _), data = worker.call(f"call {number}", payload)
+        assert text == f"CALL {number}"
+        assert data == (payload[::-1] if size else None)
+
+
+def test_a_message_cut_short_is_not_taken_for_a_whole_one() -> None:
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    os.write(writer.fileno(), b"0123456789" * 2)
+    writer.close()  # as a worker killed mid-answer leaves it
+    assert _read_exactly(reader, 10) == b"0123456789"
+    with pytest.raises(EOFError):
+        _read_exactly(reader, 20)  # 10 bytes are left
 
 
 def test_a_failing_call_raises_and_the_worker_goes_on(worker: PipeWorker) -> None:

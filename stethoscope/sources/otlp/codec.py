@@ -60,7 +60,9 @@ _INVALID_ID = base64.b64encode(b"\x00").decode()
 _MAX_JSON_DEPTH = 16 + 4 * (MAX_VALUE_DEPTH + 2)
 
 
-def decompress(body: bytes, encoding: str, *, max_size: int = DEFAULT_MAX_BODY) -> bytes:
+def decompress(
+    body: bytes | bytearray, encoding: str, *, max_size: int = DEFAULT_MAX_BODY
+) -> bytes | bytearray:
     """The body after Content-Encoding, refusing to inflate past `max_size` (gzip bombs)."""
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
@@ -95,7 +97,7 @@ def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def parse_request(signal: str, body: bytes, content_type: str) -> Message:
+def parse_request(signal: str, body: bytes | bytearray, content_type: str) -> Message:
     """An export request message from a protobuf or JSON body."""
     media = media_type(content_type)
     message_type = REQUEST_TYPES[signal]
@@ -113,12 +115,12 @@ def parse_request(signal: str, body: bytes, content_type: str) -> Message:
     )
 
 
-def parse_json_request(signal: str, body: bytes | str) -> Message:
+def parse_json_request(signal: str, body: bytes | bytearray | str) -> Message:
     """An export request from OTLP/JSON (hex ids, lowerCamelCase, unknown fields ignored)."""
     message_type = REQUEST_TYPES[signal]
     try:
         # UTF-8 only (RFC 8259 8.1): json.loads would also guess UTF-16 and UTF-32 from bytes.
-        document = json.loads(body.decode("utf-8-sig") if isinstance(body, bytes) else body)
+        document = json.loads(body if isinstance(body, str) else str(body, "utf-8-sig"))
     except (UnicodeDecodeError, ValueError) as error:
         raise Rejected(f"body is not valid JSON: {error}") from None
     except RecursionError:

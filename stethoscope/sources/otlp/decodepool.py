@@ -60,18 +60,21 @@ GROUP_BYTES = 8 << 20
 DECODE_NICENESS = 5
 
 
-def _decode_answer(header: tuple[Any, ...], payload: bytes) -> tuple[tuple[Any, ...], bytes]:
+def _decode_answer(
+    header: tuple[Any, ...], payload: bytearray
+) -> tuple[tuple[Any, ...], bytes | bytearray]:
     """In a worker: the group's batches as IPC bytes, and each request's outcome."""
     signal, content_type, max_body_bytes, imported, parts = header
     bodies, start = [], 0
     for encoding, size in parts:
-        bodies.append((payload[start : start + size], encoding))
+        # One request is the payload itself (a slice of it would be a copy).
+        bodies.append((payload if len(parts) == 1 else payload[start : start + size], encoding))
         start += size
     decoded = decode_together(
         signal, bodies, content_type=content_type, max_body_bytes=max_body_bytes, imported=imported
     )
     outcomes: list[tuple[Any, ...]] = []
-    data: list[bytes] = []
+    data: list[bytes | bytearray] = []
     for item in decoded.each:
         if isinstance(item, IngestError):
             outcomes.append(("error", item.status, str(item)))

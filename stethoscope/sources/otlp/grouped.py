@@ -56,14 +56,14 @@ class Decoded:
 
 def decode_together(
     signal: str,
-    bodies: Sequence[tuple[bytes, str]],
+    bodies: Sequence[tuple[bytes | bytearray, str]],
     *,
     content_type: str,
     max_body_bytes: int,
     imported: bool,
 ) -> Decoded:
     """Decode request `bodies` (each with its Content-Encoding) of one signal and type."""
-    parsed: list[tuple[bytes, Any] | IngestError] = []
+    parsed: list[tuple[bytes | bytearray, Any] | IngestError] = []
     for body, encoding in bodies:
         try:
             data = decompress(body, encoding, max_size=max_body_bytes)
@@ -92,7 +92,9 @@ def decode_together(
     )
 
 
-def _merged(signal: str, kept: list[tuple[bytes, Any]], imported: bool) -> SignalBatch | None:
+def _merged(
+    signal: str, kept: list[tuple[bytes | bytearray, Any]], imported: bool
+) -> SignalBatch | None:
     """The requests decoded as one; None unless every record of theirs was kept."""
     records = sum(_record_count(signal, message) for _, message in kept)
     try:

@@ -114,7 +114,7 @@ _RAW_TYPES = {
 class RequestParser(Protocol):
     """What parses a request body: a message class, or `_RawRecordParser`."""
 
-    def FromString(self, data: bytes, /) -> Message:  # noqa: N802 (protobuf's name)
+    def FromString(self, data: bytes | bytearray, /) -> Message:  # noqa: N802 (protobuf's name)
         """The request in `data`; DecodeError when it is not one."""
 
 
@@ -128,7 +128,7 @@ class _RawRecordParser:
     def __init__(self, signal: str) -> None:
         self.signal = signal
 
-    def FromString(self, data: bytes, /) -> Message:  # noqa: N802 (protobuf's name)
+    def FromString(self, data: bytes | bytearray, /) -> Message:  # noqa: N802 (protobuf's name)
         """The request with raw records; the full parse's DecodeError when it is malformed."""
         try:
             return _RAW_TYPES[self.signal].FromString(data)
@@ -145,7 +145,7 @@ def raw_request_type(signal: str) -> RequestParser | None:
     return _PARSERS.get(signal)
 
 
-def full_request(data: bytes, signal: str = "traces") -> Any:
+def full_request(data: bytes | bytearray, signal: str = "traces") -> Any:
     """A request with every record parsed (raw attributes); DecodeError when malformed."""
     return _RAW_ATTRIBUTE_TYPES[signal].FromString(data)
 
