@@ -22,12 +22,10 @@ from stethoscope.sources.records import any_value
 from stethoscope.store.base import TraceQuery
 from stethoscope.store.duckdb.attribute_columns import (
     MAX_KEYS,
+    SegmentKeys,
     SplitColumn,
-    common_keys,
-    keys_for,
     rebuilt,
     split_batches,
-    split_columns,
 )
 from stethoscope.store.duckdb.store import DuckDBStore
 
@@ -174,17 +172,18 @@ def test_split_and_rebuilt_keep_every_entry_repeats_and_null_values() -> None:
     for row in range(36_000, 40_000, 4):  # "e": only in the last batch
         lists[row] = [*lists[row], entry("e", 2, "true")]
     rows = pa.table({"n": range(len(lists)), "attributes": pa.array(lists, ATTRIBUTES)})
-    keys = common_keys(rows)
+    segment_keys = SegmentKeys(rows)
+    keys = segment_keys.common()
     assert keys == ["a", "b", "c", "e"]
     # "a" and "e" have one type and a value in every entry: their values alone; "b" has three
     # types (one null), "c" a null value: type and value; "f", which no row has, too.
-    columns = split_columns(rows, [*keys, "f"])
+    columns = segment_keys.columns([*keys, "f"])
     assert columns == (
         SplitColumn("a", 1), SplitColumn("b"), SplitColumn("c"), SplitColumn("e", 2),
         SplitColumn("f"),
     )  # fmt: skip
     for split in (columns, tuple(SplitColumn(key) for key in keys)):  # and all type and value
-        out = pa.Table.from_batches(split_batches(rows, split))  # noqa: F841 - read by DuckDB
+        out = pa.Table.from_batches(split_batches(rows, split, segment_keys))  # noqa: F841 - DuckDB reads
         left = duckdb.execute("SELECT attributes FROM out WHERE n IN (1, 3) ORDER BY n")
         assert [row[0] for row in left.fetchall()] == [
             [entry("d", 1, "only")], [entry("a", 1, "again")]
@@ -198,20 +197,18 @@ def test_a_segment_splits_its_keys_and_those_of_the_one_before_while_at_most_64(
         lists = [[{"key": key, "type": 1, "value": "v"} for key in keys]] * 10
         return pa.table({"attributes": pa.array(lists, ATTRIBUTES)})
 
-    assert keys_for(rows("b"), ("a", "b")) == ("a", "b")  # "a" a column of nulls
-    assert keys_for(rows("b", "c"), ("a", "b")) == ("a", "b", "c")
+    assert SegmentKeys(rows("b")).after(("a", "b")) == ("a", "b")  # "a" a column of nulls
+    assert SegmentKeys(rows("b", "c")).after(("a", "b")) == ("a", "b", "c")
     many = tuple(f"k{n:02d}" for n in range(MAX_KEYS))
-    assert keys_for(rows("b", "c"), many) == ("b", "c")  # too many together: a new set
+    assert SegmentKeys(rows("b", "c")).after(many) == ("b", "c")  # too many together: a new set
 
 
 def test_segments_of_type_and_value_columns_read_with_those_of_values_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from stethoscope.store.duckdb import segments
-
     # The first segment as a steth from before values alone wrote them: type and value.
-    as_before = lambda rows, keys: tuple(SplitColumn(key) for key in keys)  # noqa: E731
-    monkeypatch.setattr(segments, "split_columns", as_before)
+    as_before = lambda self, keys: tuple(SplitColumn(key) for key in keys)  # noqa: E731
+    monkeypatch.setattr(SegmentKeys, "columns", as_before)
     table = DuckDBStore(tmp_path / "table")
     compact = DuckDBStore(tmp_path / "compact", segment_rows=SEGMENT)
     for store in (table, compact):

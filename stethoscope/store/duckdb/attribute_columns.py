@@ -12,20 +12,18 @@ value alone (`SplitColumn`): a STRUCT's two columns each keep their own record o
 have the key, and on a segment of the benchmark's spans the second cost 1.9 B a span (57.96
 -> 56.02) and made a trace lookup decode 34 columns where 17 do (13.5-17.6 ms against
 9.4-14.4). A key is split out when at least 1/64 of the segment's rows carry it (at most 64
-keys, the most common first), or when the segment before split it (`keys_for`). A row's first
-entry of the key moves; a repeat of it (OTLP forbids them; senders still send them) stays in
-the list. The
-views rebuild `attributes` from the columns (`rebuilt`), so queries read the list they always
-did; a row's split keys come first there, in key order (OTLP attributes are a map: their order
-carries nothing), and a repeat after them, as it came.
+keys, the most common first), or when the segment before split it (`SegmentKeys.after`). A
+row's first entry of the key moves; a repeat of it (OTLP forbids them; senders still send
+them) stays in the list. The views rebuild `attributes` from the columns (`rebuilt`), so
+queries read the list they always did; a row's split keys come first there, in key order (OTLP
+attributes are a map: their order carries nothing), and a repeat after them, as it came.
 
-The split runs over batches of 16,384 rows streamed into the Parquet writer: done over a whole
+The split runs over batches of BATCH_ROWS rows streamed into the Parquet writer: done over a whole
 segment at once, its arrays raised the server's peak memory by 100-300 MiB (benchmark runs).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -36,15 +34,13 @@ if TYPE_CHECKING:
 __all__ = [
     "ONE_TYPE_PREFIX",
     "PREFIX",
+    "SegmentKeys",
     "SplitColumn",
     "column",
-    "common_keys",
-    "keys_for",
     "literal",
     "quoted",
     "rebuilt",
     "split_batches",
-    "split_columns",
     "split_text",
 ]
 
@@ -55,29 +51,92 @@ MAX_KEYS = 64  # codes fit 8 bits with "not split" (see _split)
 BATCH_ROWS = 24_576  # a segment's row group (segment_writer.py): each batch is written as one
 
 
-def common_keys(rows: pa.Table) -> list[str]:
-    """The attribute keys to split out of `rows`, sorted."""
-    import pyarrow.compute as pc
+class SegmentKeys:
+    """The attribute keys of a segment's rows, each entry's hashed once.
 
-    counts: Counter[str] = Counter()
-    for chunk in rows.column("attributes").chunks:
-        found = pc.value_counts(chunk.flatten().field("key"))
-        names, numbers = found.field("values").to_pylist(), found.field("counts").to_pylist()
-        counts.update(dict(zip(names, numbers, strict=True)))
-    wanted = MIN_SHARE * rows.num_rows
-    return sorted(key for key, count in counts.most_common(MAX_KEYS) if count >= wanted)
-
-
-def keys_for(rows: pa.Table, previous: tuple[str, ...]) -> tuple[str, ...]:
-    """The keys a segment of `rows` splits out, after one that split `previous`.
-
-    Its common keys and the previous segment's while at most MAX_KEYS (a key these rows lack
-    costs a column of nulls), else the common ones alone: the views read the files of one set
-    of keys together, so few sets keep queries fast.
+    Which keys are common, the types of their values and which entries move to their columns
+    are all read from one dictionary encoding of the keys: one hash a entry where three (the
+    counts, the types, each batch's split) had cost 0.6-0.7 us a span of the writer's ~5
+    (benchmark spans, `benchmarks/ingest.py`'s traffic, 2026-11-28).
     """
-    common = common_keys(rows)
-    joined = set(common) | set(previous)
-    return tuple(sorted(joined if len(joined) <= MAX_KEYS else common))
+
+    def __init__(self, rows: pa.Table) -> None:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        entries = [chunk.flatten() for chunk in rows.column("attributes").chunks]
+        keys = pc.dictionary_encode(
+            pa.chunked_array([entry.field("key") for entry in entries], pa.string())
+        )
+        # One memo table over all chunks: every chunk's indices point into the last one's
+        # dictionary. A null key gets -1, which `codes` maps to "not split".
+        self.names: list[str] = (
+            keys.chunk(keys.num_chunks - 1).dictionary.to_pylist() if keys.num_chunks else []
+        )
+        self._index = np.concatenate(
+            [np.zeros(0, np.int32)]
+            + [chunk.indices.fill_null(-1).to_numpy().astype(np.int32) for chunk in keys.chunks]
+        )
+        self._entries = entries
+        self.rows = rows.num_rows
+
+    def common(self) -> list[str]:
+        """The keys to split out of these rows alone, sorted."""
+        import numpy as np
+
+        counts = np.bincount(self._index[self._index >= 0], minlength=len(self.names))
+        # Most common first; a tie in the order the keys came (as `Counter.most_common`).
+        ranked = np.argsort(-counts, kind="stable")[:MAX_KEYS]
+        wanted = MIN_SHARE * self.rows
+        return sorted(self.names[i] for i in ranked if counts[i] >= wanted)
+
+    def after(self, previous: tuple[str, ...]) -> tuple[str, ...]:
+        """The keys these rows split out, after a segment that split `previous`.
+
+        Their common keys and the previous segment's while at most MAX_KEYS (a key these rows
+        lack costs a column of nulls), else the common ones alone: the views read the files of
+        one set of keys together, so few sets keep queries fast.
+        """
+        common = self.common()
+        joined = set(common) | set(previous)
+        return tuple(sorted(joined if len(joined) <= MAX_KEYS else common))
+
+    def codes(self, keys: Sequence[str]) -> np.ndarray:
+        """Each entry's key as its place in `keys`, len(keys) for a key not among them."""
+        import numpy as np
+
+        place = {key: code for code, key in enumerate(keys)}
+        # The last slot is the null key's (index -1).
+        table = np.array([place.get(name, len(keys)) for name in self.names] + [len(keys)])
+        return table.astype(np.uint8)[self._index]
+
+    def columns(self, keys: Sequence[str]) -> tuple[SplitColumn, ...]:
+        """The columns of `keys`: the values alone for a key whose entries all have one type
+        and a value, else type and value (a key no row has among them)."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        kinds = 257  # a type (0-255), or none: a null type or value
+        given = pa.chunked_array([entries.field("type") for entries in self._entries], pa.uint8())
+        values = pa.chunked_array([entries.field("value") for entries in self._entries], pa.string())
+        types = np.zeros(0, np.int32)
+        if len(given):
+            types = given.fill_null(0).to_numpy().astype(np.int32)
+            valid = pc.is_valid(values).to_numpy()
+            if given.null_count:
+                valid &= pc.is_valid(given).to_numpy()
+            types[~valid] = kinds - 1
+        # Entries by key and type; those of no key in `keys` count in a last block, unread.
+        codes = self.codes(keys).astype(np.int32)
+        counts = np.bincount(codes * kinds + types, minlength=(len(keys) + 1) * kinds)
+        columns = []
+        for code, key in enumerate(keys):
+            found = np.flatnonzero(counts[code * kinds : (code + 1) * kinds])
+            one = len(found) == 1 and found[0] < kinds - 1
+            columns.append(SplitColumn(key, int(found[0]) if one else None))
+        return tuple(columns)
 
 
 class SplitColumn(NamedTuple):
@@ -105,45 +164,27 @@ class SplitColumn(NamedTuple):
         return None
 
 
-def split_columns(rows: pa.Table, keys: Sequence[str]) -> tuple[SplitColumn, ...]:
-    """The columns of `keys` in a segment of `rows`: the values alone for a key whose entries
-    all have one type and a value, else type and value (a key no row has among them)."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    wanted = pa.array(list(keys), pa.string())
-    kinds = 257  # a type (0-255), or none: a null type or value
-    counts = np.zeros(len(keys) * kinds, dtype=np.int64)  # entries by key and type
-    for chunk in rows.column("attributes").chunks:
-        entries = chunk.flatten()
-        codes = pc.index_in(entries.field("key"), value_set=wanted).fill_null(-1).to_numpy()
-        at = codes >= 0
-        given = entries.field("type")
-        types = given.fill_null(0).to_numpy().astype(np.int64)
-        valid = entries.field("value").is_valid().to_numpy(zero_copy_only=False)
-        if given.null_count:
-            valid &= given.is_valid().to_numpy(zero_copy_only=False)
-        types[~valid] = kinds - 1
-        counts += np.bincount(codes[at] * kinds + types[at], minlength=len(counts))
-    columns = []
-    for code, key in enumerate(keys):
-        found = np.flatnonzero(counts[code * kinds : (code + 1) * kinds])
-        one = len(found) == 1 and found[0] < kinds - 1
-        columns.append(SplitColumn(key, int(found[0]) if one else None))
-    return tuple(columns)
-
-
-def split_batches(rows: pa.Table, columns: Sequence[SplitColumn]) -> pa.RecordBatchReader:
-    """`rows` in batches with the entries of the split `columns`' keys moved to them."""
+def split_batches(
+    rows: pa.Table, columns: Sequence[SplitColumn], keys: SegmentKeys
+) -> pa.RecordBatchReader:
+    """`rows` (whose keys are `keys`) in batches, the entries of the split `columns`' keys
+    moved to them."""
     import pyarrow as pa
 
     schema = rows.schema
     for split in columns:
         kind = _value_type() if split.type is None else pa.string()
         schema = schema.append(pa.field(split.name, kind))
-    batches = (_split(batch, columns, schema) for batch in _batches(rows))
-    return pa.RecordBatchReader.from_batches(schema, batches)
+    codes = keys.codes([split.key for split in columns])
+
+    def each() -> Iterator[pa.RecordBatch]:
+        done = 0  # entries of the batches before
+        for batch in _batches(rows):
+            count = len(batch.column("attributes").flatten())
+            yield _split(batch, columns, codes[done : done + count], schema)
+            done += count
+
+    return pa.RecordBatchReader.from_batches(schema, each())
 
 
 def _batches(rows: pa.Table) -> Iterator[pa.RecordBatch]:
@@ -156,9 +197,9 @@ def _batches(rows: pa.Table) -> Iterator[pa.RecordBatch]:
 
 
 def _split(
-    batch: pa.RecordBatch, splits: Sequence[SplitColumn], schema: pa.Schema
+    batch: pa.RecordBatch, splits: Sequence[SplitColumn], codes: np.ndarray, schema: pa.Schema
 ) -> pa.RecordBatch:
-    """One batch of `split_batches`."""
+    """One batch of `split_batches`; `codes`: its entries' keys' places in `splits`."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -170,11 +211,9 @@ def _split(
     length = batch.num_rows
     parents = np.repeat(np.arange(length, dtype=np.int32), np.diff(lists.offsets.to_numpy()))
     others = len(splits)  # the code of every entry that stays in the list
-    wanted = pa.array([split.key for split in splits], pa.string())
-    codes = pc.index_in(entries.field("key"), value_set=wanted).fill_null(others).to_numpy()
     # Entries by key, rows in order within a key (a stable sort: numpy sorts 8-bit integers by
     # radix), so that a key's entries are one run and a repeat follows its row's first entry.
-    order = np.argsort(codes.astype(np.uint8), kind="stable")
+    order = np.argsort(codes, kind="stable")
     sorted_codes = np.repeat(np.arange(others + 1), np.bincount(codes, minlength=others + 1))
     sorted_rows = parents[order]
     first = np.ones(len(order), dtype=bool)

@@ -62,13 +62,12 @@ from stethoscope.errors import DataError
 from stethoscope.store.duckdb.attribute_columns import (
     ONE_TYPE_PREFIX,
     PREFIX,
+    SegmentKeys,
     SplitColumn,
     column,
-    keys_for,
     literal,
     rebuilt,
     split_batches,
-    split_columns,
     split_text,
 )
 from stethoscope.store.duckdb.attribute_sql import UNSPLIT
@@ -324,7 +323,8 @@ class Segments:
             rows = con.sql(f"SELECT * FROM {table}").to_arrow_table()
         listed = self._files[view]
         previous = [split.key for split in self._keys[listed[-1]]] if listed else ()
-        splits = split_columns(rows, keys_for(rows, tuple(previous)))
+        keys = SegmentKeys(rows)
+        splits = keys.columns(keys.after(tuple(previous)))
         # The table's columns in its order, so that every file unions with it, then the split
         # keys'. Rows from an older write-ahead log may lack a newer (nullable) column: it is
         # written as nulls.
@@ -334,7 +334,8 @@ class Segments:
         fields = [model.field(name) for name, _ in _columns(con, table)]
         spans = view == "spans"
         filtered = TRACE_COLUMNS if spans else ()  # a log record's trace: ~1 record each
-        write_segment(path, iter(split_batches(rows, splits)), fields, deltas=spans, bloom=filtered)
+        batches = split_batches(rows, splits, keys)
+        write_segment(path, iter(batches), fields, deltas=spans, bloom=filtered)
         fsync_path(path)
         fsync_path(self._dir)
         time = TIME_COLUMNS[view]
