@@ -119,8 +119,8 @@ class SegmentKeys:
         import pyarrow.compute as pc
 
         kinds = 257  # a type (0-255), or none: a null type or value
-        given = pa.chunked_array([entries.field("type") for entries in self._entries], pa.uint8())
-        values = pa.chunked_array([entries.field("value") for entries in self._entries], pa.string())
+        given = pa.chunked_array([part.field("type") for part in self._entries], pa.uint8())
+        values = pa.chunked_array([part.field("value") for part in self._entries], pa.string())
         types = np.zeros(0, np.int32)
         if len(given):
             types = given.fill_null(0).to_numpy().astype(np.int32)
