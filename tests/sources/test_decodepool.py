@@ -243,3 +243,27 @@ def test_a_refused_group_fails_every_request_in_it() -> None:
     outcomes = _in_line([(_body(f"svc-{n}", 2), store) for n in range(3)])
     assert store.calls == 1  # the three waited together: one batch, refused once
     assert all(isinstance(outcome, Overloaded) for outcome in outcomes)
+
+
+def test_requests_waiting_when_the_pool_closes_are_told_to_retry_at_once() -> None:
+    pool = DecodePool(1)
+    assert _services(pool, _body("start"))
+    [worker] = _workers(pool)
+    os.kill(worker.pid, signal.SIGSTOP)
+    threads = ThreadPoolExecutor(5)
+    try:
+        held = threads.submit(_services, pool, _body("held"))
+        _wait_for(lambda: not pool._idle)
+        waiting = [threads.submit(_services, pool, _body(f"w{n}")) for n in range(3)]
+        _wait_for(lambda: len(pool._waiting) == 3)
+        closing = threads.submit(pool.close)
+        # Refused while the worker is still held: nobody waits for it to come back.
+        for future in waiting:
+            error = future.exception(5)
+            assert isinstance(error, Overloaded) and error.retry_after >= 1
+        assert not closing.done()  # close waits for the request the worker holds
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
+    assert held.result(10) == ["held"] * 3
+    closing.result(10)
+    threads.shutdown()
