@@ -122,13 +122,11 @@ class SegmentKeys:
         kinds = 257  # a type (0-255), or none: a null type or value
         given = pa.chunked_array([part.field("type") for part in self._entries], pa.uint8())
         values = pa.chunked_array([part.field("value") for part in self._entries], pa.string())
-        types = np.zeros(0, np.int32)
-        if len(given):
-            types = given.fill_null(0).to_numpy().astype(np.int32)
-            valid = pc.is_valid(values).to_numpy()
-            if given.null_count:
-                valid &= pc.is_valid(given).to_numpy()
-            types[~valid] = kinds - 1
+        types = given.fill_null(0).to_numpy().astype(np.int32)
+        valid = pc.is_valid(values).to_numpy()
+        if given.null_count:
+            valid &= pc.is_valid(given).to_numpy()
+        types[~valid] = kinds - 1
         # Entries by key and type; those of no key in `keys` count in a last block, unread.
         codes = self.codes(keys).astype(np.int32)
         counts = np.bincount(codes * kinds + types, minlength=(len(keys) + 1) * kinds)
