@@ -183,7 +183,7 @@ def test_split_and_rebuilt_keep_every_entry_repeats_and_null_values() -> None:
         SplitColumn("f"),
     )  # fmt: skip
     for split in (columns, tuple(SplitColumn(key) for key in keys)):  # and all type and value
-        out = pa.Table.from_batches(split_batches(rows, split, segment_keys))  # noqa: F841 - DuckDB reads
+        out = pa.Table.from_batches(split_batches(segment_keys, split))  # noqa: F841 - read by DuckDB
         left = duckdb.execute("SELECT attributes FROM out WHERE n IN (1, 3) ORDER BY n")
         assert [row[0] for row in left.fetchall()] == [
             [entry("d", 1, "only")], [entry("a", 1, "again")]

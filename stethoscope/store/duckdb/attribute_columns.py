@@ -18,8 +18,8 @@ them) stays in the list. The views rebuild `attributes` from the columns (`rebui
 queries read the list they always did; a row's split keys come first there, in key order (OTLP
 attributes are a map: their order carries nothing), and a repeat after them, as it came.
 
-The split runs over batches of BATCH_ROWS rows streamed into the Parquet writer: done over a whole
-segment at once, its arrays raised the server's peak memory by 100-300 MiB (benchmark runs).
+The split runs over batches of BATCH_ROWS rows streamed into the Parquet writer: done over a
+whole segment at once, its arrays raised the server's peak memory by 100-300 MiB (benchmark runs).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class SegmentKeys:
             + [chunk.indices.fill_null(-1).to_numpy().astype(np.int32) for chunk in keys.chunks]
         )
         self._entries = entries
-        self.rows = rows.num_rows
+        self.rows = rows  # the table the keys were read from
 
     def common(self) -> list[str]:
         """The keys to split out of these rows alone, sorted."""
@@ -89,7 +89,7 @@ class SegmentKeys:
         counts = np.bincount(self._index[self._index >= 0], minlength=len(self.names))
         # Most common first; a tie in the order the keys came (as `Counter.most_common`).
         ranked = np.argsort(-counts, kind="stable")[:MAX_KEYS]
-        wanted = MIN_SHARE * self.rows
+        wanted = MIN_SHARE * self.rows.num_rows
         return sorted(self.names[i] for i in ranked if counts[i] >= wanted)
 
     def after(self, previous: tuple[str, ...]) -> tuple[str, ...]:
@@ -163,13 +163,12 @@ class SplitColumn(NamedTuple):
         return None
 
 
-def split_batches(
-    rows: pa.Table, columns: Sequence[SplitColumn], keys: SegmentKeys
-) -> pa.RecordBatchReader:
-    """`rows` (whose keys are `keys`) in batches, the entries of the split `columns`' keys
+def split_batches(keys: SegmentKeys, columns: Sequence[SplitColumn]) -> pa.RecordBatchReader:
+    """The rows `keys` were read from, in batches, the entries of the split `columns`' keys
     moved to them."""
     import pyarrow as pa
 
+    rows = keys.rows
     schema = rows.schema
     for split in columns:
         kind = _value_type() if split.type is None else pa.string()

@@ -334,7 +334,7 @@ class Segments:
         fields = [model.field(name) for name, _ in _columns(con, table)]
         spans = view == "spans"
         filtered = TRACE_COLUMNS if spans else ()  # a log record's trace: ~1 record each
-        batches = split_batches(rows, splits, keys)
+        batches = split_batches(keys, splits)
         write_segment(path, iter(batches), fields, deltas=spans, bloom=filtered)
         fsync_path(path)
         fsync_path(self._dir)
