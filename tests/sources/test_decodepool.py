@@ -1,7 +1,6 @@
 """Decode workers: each request's own answer, whatever the concurrency; requests waiting together
-decoded as one, a bad one refused alone; a lone request left to wait for the busy worker;
-workers that die replaced; workers that yield the CPU to the server; workers stop with the
-pool."""
+decoded as one, a bad one refused alone; workers that die replaced; workers that yield the CPU
+to the server; workers stop with the pool."""
 
 from __future__ import annotations
 
@@ -18,12 +17,7 @@ from conftest import good_spans, span_dict, traces_request
 
 from stethoscope.errors import Overloaded, Rejected
 from stethoscope.model.batch import SignalBatch
-from stethoscope.sources.otlp.decodepool import (
-    DECODE_NICENESS,
-    GROUP_REQUESTS,
-    SHARE_WAITING,
-    DecodePool,
-)
+from stethoscope.sources.otlp.decodepool import DECODE_NICENESS, GROUP_REQUESTS, DecodePool
 
 PROTOBUF = "application/x-protobuf"
 LIMIT = 20 << 20
@@ -273,45 +267,3 @@ def test_requests_waiting_when_the_pool_closes_are_told_to_retry_at_once() -> No
     assert held.result(10) == ["held"] * 3
     closing.result(10)
     threads.shutdown()
-
-
-def test_a_lone_request_waits_for_the_busy_worker_and_company_takes_the_idle_one() -> None:
-    # Decoded alone, a request costs more a record than with others (decodepool.py): while one
-    # worker decodes, another is taken only when SHARE_WAITING requests wait.
-    assert SHARE_WAITING == 2
-    store = _Store()
-    pool = DecodePool(2)
-    threads = ThreadPoolExecutor(3)
-
-    def ingest(service: str) -> Future[SignalBatch]:
-        return threads.submit(
-            pool.ingest,
-            store,
-            "traces",
-            _body(service),
-            content_type=PROTOBUF,
-            max_body_bytes=LIMIT,
-        )
-
-    try:
-        assert _services(pool, _body("start"))
-        [worker] = _workers(pool)
-        os.kill(worker.pid, signal.SIGSTOP)
-        try:
-            held = threads.submit(_services, pool, _body("held"))
-            _wait_for(lambda: not pool._idle)
-            lone = ingest("lone")
-            _wait_for(lambda: len(pool._waiting) == 1 or pool._started == 2)
-            time.sleep(0.3)
-            assert len(pool._waiting) == 1 and pool._started == 1, "a second worker was started"
-            company = ingest("company")
-            # Both decoded as one by a second worker while the first is still held.
-            assert lone.result(10).accepted == company.result(10).accepted == 3
-            assert [sorted(batch) for batch in store.batches] == [["company"] * 3 + ["lone"] * 3]
-            assert not held.done()
-        finally:
-            os.kill(worker.pid, signal.SIGCONT)
-        assert held.result(10) == ["held"] * 3
-    finally:
-        threads.shutdown()
-        pool.close()

@@ -5,12 +5,9 @@ writer need the main process. A request waits in line for a worker; the request 
 finds a worker idle takes it, with the requests waiting behind it that can be decoded with its
 own (same signal, protobuf, same consumer: `grouped.py`, at most `GROUP_REQUESTS` and
 `GROUP_BYTES` of bodies), hands it the bodies and reads the answer itself
-(`sources/pipeworker.py`). While another worker decodes, an idle one is taken only when
-`SHARE_WAITING` requests wait: a request decoded alone costs more a record than one decoded
-with others, so a lone request waits for the busy worker, or for company. A thread waiting in
-line is woken only when it is first and may take a worker, or when the group it joined is
-answered. A worker returns batches as Arrow IPC bytes, which the main process maps without
-copying and writes to the log as they are.
+(`sources/pipeworker.py`). A thread waiting in line is woken only when a worker is free and it
+is first, or when the group it joined is answered. A worker returns batches as Arrow IPC
+bytes, which the main process maps without copying and writes to the log as they are.
 
 A group decoded as one is one batch: the thread that took the worker hands it to the consumer
 once (one write-ahead log record and fsync), and each request of the group is answered when
@@ -55,11 +52,6 @@ Consumer = Callable[[SignalBatch], object]
 # Measured with `benchmarks/ingest.py` (8 senders, 2 workers): see the CHANGELOG.
 GROUP_REQUESTS = 4
 GROUP_BYTES = 8 << 20
-# A worker is taken while another decodes only when this many requests wait: a lone request
-# waits for the busy worker, with the requests that arrive meanwhile, rather than being decoded
-# alone (a group of one cost ~1.5x a span of a group of four). Measured inside one benchmark
-# run, the policy switched every few seconds: see the CHANGELOG.
-SHARE_WAITING = 2
 # Added to the workers' nice value. `benchmarks/ingest.py`, alternated runs (2026-11-27): at
 # equal priority 7 of 10 span phases (2M spans, the 10M build) had 8-40 requests told to retry
 # and the worst phase's peak PSS was 867-965 MiB; at +5 or +10 1 of 14 (8), and 671-871 MiB.
@@ -222,7 +214,7 @@ class DecodePool:
                         raise Overloaded(
                             "decoder unavailable: the server is stopping", retry_after=5
                         )
-                    if self._may_take():
+                    if self._idle or self._started < self._workers:
                         break
                 request.wake.wait()
             else:
@@ -236,16 +228,9 @@ class DecodePool:
             self._wake_first()  # another worker may be free for the next in line
         return worker, group
 
-    def _may_take(self) -> bool:
-        """Whether a request in line may take a worker now (the lock held)."""
-        if not self._idle and self._started == self._workers:
-            return False
-        busy = self._started - len(self._idle)
-        return busy == 0 or len(self._waiting) >= SHARE_WAITING
-
     def _wake_first(self) -> None:
-        """Wake the first request in line if it may take a worker (the lock held)."""
-        if self._waiting and self._may_take():
+        """Wake the first request in line if a worker is free for it (the lock held)."""
+        if self._waiting and (self._idle or self._started < self._workers):
             self._waiting[0].wake.notify()
 
     def _group(self, request: _Request) -> list[_Request]:
